@@ -1,0 +1,2 @@
+//! The `updraft` command line.
+fn main() {}
