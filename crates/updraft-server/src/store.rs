@@ -1,0 +1,1173 @@
+//! The store: devices, trusted keys, releases, rollouts, per-device actions and their events.
+//!
+//! One code path for both backends: the store talks to an `sqlx::AnyPool`, every query uses `$n`
+//! placeholders and types both SQLite and PostgreSQL understand (`BIGINT`, `TEXT`, bytes), and
+//! each backend has its own migrations (`migrations/sqlite`, `migrations/postgres`), run at open.
+//! Times are Unix milliseconds. Rollout counters are updated in the same transaction as the action
+//! they count, so reading progress never scans the actions.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or refused a query.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The URL names no supported database.
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    /// A unique constraint was hit (e.g. a controller id or version that exists).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// A value in the database is not one the store wrote.
+    #[error("corrupt value in column {0}")]
+    Corrupt(&'static str),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database the store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Status of one device's deployment (a hawkBit "action").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Assigned; the device has not fetched it yet.
+    Pending,
+    /// The device fetched the deployment.
+    Notified,
+    /// The device is downloading (see `progress`).
+    Downloading,
+    /// The image is downloaded and verified on the device.
+    Downloaded,
+    /// The device is installing.
+    Updating,
+    /// The device deferred the update; it stays assigned.
+    Deferred,
+    /// A cancel was requested; waiting for the device to confirm it.
+    Canceling,
+    /// The device runs the new release.
+    Succeeded,
+    /// The update failed (see `reason`).
+    Failed,
+    /// The device refused the update (see `reason`).
+    Rejected,
+    /// The deployment was cancelled.
+    Cancelled,
+}
+
+impl ActionStatus {
+    /// All statuses, in lifecycle order.
+    pub const ALL: [ActionStatus; 11] = [
+        Self::Pending,
+        Self::Notified,
+        Self::Downloading,
+        Self::Downloaded,
+        Self::Updating,
+        Self::Deferred,
+        Self::Canceling,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Rejected,
+        Self::Cancelled,
+    ];
+
+    /// The name stored in the database and shown in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Notified => "notified",
+            Self::Downloading => "downloading",
+            Self::Downloaded => "downloaded",
+            Self::Updating => "updating",
+            Self::Deferred => "deferred",
+            Self::Canceling => "canceling",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// A final status: the action is closed and no longer accepts feedback.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Rejected | Self::Cancelled
+        )
+    }
+}
+
+impl FromStr for ActionStatus {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s).ok_or(())
+    }
+}
+
+/// The update state of a device with no deployment yet.
+pub const IDLE: &str = "idle";
+
+/// A registered device.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Device {
+    /// Internal id.
+    #[serde(skip)]
+    pub id: i64,
+    /// The id the device uses on the wire (hawkBit controller id).
+    pub controller_id: String,
+    /// Human name.
+    pub name: String,
+    /// Tags (sorted).
+    pub tags: Vec<String>,
+    /// Version it reported last, if any.
+    pub current_version: Option<String>,
+    /// Status of its latest deployment, or `idle`.
+    pub update_state: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last request from the device.
+    pub last_seen: Option<i64>,
+}
+
+/// Filters and page of a device listing.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceFilter {
+    /// Only devices with this tag.
+    pub tag: Option<String>,
+    /// Only devices on this version.
+    pub current_version: Option<String>,
+    /// Only devices in this update state.
+    pub update_state: Option<String>,
+    /// Only devices seen at or after this time (Unix ms).
+    pub seen_since: Option<i64>,
+    /// Devices with an internal id above this cursor.
+    pub after: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// A trusted public key.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrustedKey {
+    /// Internal id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// `ed25519` or `es256`.
+    pub algorithm: String,
+    /// SHA-256 of the SubjectPublicKeyInfo DER, hex.
+    pub fingerprint: String,
+    /// The PEM text.
+    pub pem: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A release to be inserted.
+#[derive(Clone, Debug)]
+pub struct NewRelease {
+    /// Version string (unique).
+    pub version: String,
+    /// Manifest sequence number.
+    pub sequence: u64,
+    /// SUIT manifest digest, hex.
+    pub manifest_digest: String,
+    /// Artifact file name served to devices.
+    pub filename: String,
+    /// Image size in bytes.
+    pub image_size: u64,
+    /// Hashes of the image, hex.
+    pub image_sha256: String,
+    /// SHA-1, hex (hawkBit clients want it).
+    pub image_sha1: String,
+    /// MD5, hex (hawkBit clients want it).
+    pub image_md5: String,
+    /// Key of the image in the blob store.
+    pub blob_key: String,
+    /// The signed SUIT envelope.
+    pub envelope: Vec<u8>,
+    /// The trusted key that verified it.
+    pub key_id: i64,
+}
+
+/// A stored release.
+#[derive(Clone, Debug, Serialize)]
+pub struct Release {
+    /// Internal id (also the hawkBit software module id).
+    pub id: i64,
+    /// Version string.
+    pub version: String,
+    /// Manifest sequence number.
+    pub sequence: i64,
+    /// SUIT manifest digest, hex.
+    pub manifest_digest: String,
+    /// Artifact file name.
+    pub filename: String,
+    /// Image size in bytes.
+    pub image_size: i64,
+    /// SHA-256 of the image, hex.
+    pub image_sha256: String,
+    /// SHA-1 of the image, hex.
+    pub image_sha1: String,
+    /// MD5 of the image, hex.
+    pub image_md5: String,
+    /// Blob store key.
+    #[serde(skip)]
+    pub blob_key: String,
+    /// The trusted key that verified the envelope.
+    pub key_id: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// One assignment of a release to devices, with its counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rollout {
+    /// Id.
+    pub id: i64,
+    /// Release version.
+    pub release: String,
+    /// What was targeted, as given (`device:x`, `devices:a,b`, `tag:t`).
+    pub target: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Number of actions created.
+    pub total: i64,
+    /// Actions that succeeded.
+    pub succeeded: i64,
+    /// Actions that failed.
+    pub failed: i64,
+    /// Actions the device rejected.
+    pub rejected: i64,
+    /// Actions cancelled.
+    pub cancelled: i64,
+}
+
+/// A device's deployment of one release.
+#[derive(Clone, Debug, Serialize)]
+pub struct Action {
+    /// Id (the hawkBit action id).
+    pub id: i64,
+    /// The rollout it belongs to.
+    pub rollout_id: i64,
+    /// Internal device id.
+    #[serde(skip)]
+    pub device_id: i64,
+    /// The device's controller id.
+    pub controller_id: String,
+    /// Internal release id.
+    #[serde(skip)]
+    pub release_id: i64,
+    /// Release version.
+    pub release: String,
+    /// Current status.
+    pub status: ActionStatus,
+    /// Download progress in percent, when known.
+    pub progress: Option<i64>,
+    /// Why it failed or was rejected.
+    pub reason: Option<String>,
+    /// Open (accepts feedback) or closed.
+    pub active: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// One entry of an action's history.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ActionEvent {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// Status entered (or kept, for progress).
+    pub status: ActionStatus,
+    /// Progress in percent.
+    pub progress: Option<i64>,
+    /// Reason or device message.
+    pub message: Option<String>,
+}
+
+/// A requested change of an action's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// New status.
+    pub status: ActionStatus,
+    /// New progress.
+    pub progress: Option<i64>,
+    /// Reason or message, recorded in the event (and as the action's reason when final).
+    pub message: Option<String>,
+}
+
+/// The outcome of [`Store::apply_transition`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The status changed and an event was recorded.
+    Changed,
+    /// The action already had that status and progress: nothing recorded (idempotent feedback).
+    Unchanged,
+    /// The action is closed or unknown: nothing changed.
+    NotActive,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn conflict(e: sqlx::Error, what: &'static str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Database(e),
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+const DEVICE_COLUMNS: &str =
+    "d.id, d.controller_id, d.name, d.current_version, d.update_state, d.created_at, d.last_seen";
+const ACTION_COLUMNS: &str = "a.id, a.rollout_id, a.device_id, d.controller_id, a.release_id, \
+    r.version, a.status, a.progress, a.reason, a.active, a.created_at, a.updated_at";
+const ACTION_FROM: &str =
+    "FROM actions a JOIN devices d ON d.id = a.device_id JOIN releases r ON r.id = a.release_id";
+const RELEASE_COLUMNS: &str = "id, version, sequence, manifest_digest, filename, image_size, \
+    image_sha256, image_sha1, image_md5, blob_key, key_id, created_at";
+
+/// The database handle. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Open (creating a SQLite file if needed) and migrate the database at `url`
+    /// (`sqlite://path` or `postgres://...`).
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let max = match backend {
+            // One writer at a time on SQLite anyway; a few readers keep the API responsive.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 10,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- devices ----
+
+    /// Register a device with the SHA-256 hash of its token.
+    pub async fn create_device(
+        &self,
+        controller_id: &str,
+        name: &str,
+        token_hash: &str,
+        tags: &[String],
+    ) -> Result<Device> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO devices (controller_id, name, token_hash, update_state, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(controller_id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(IDLE)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| conflict(e, "device"))?;
+        let id: i64 = row.try_get(0)?;
+        let mut tags = tags.to_vec();
+        tags.sort();
+        tags.dedup();
+        for tag in &tags {
+            sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
+                .bind(id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Device {
+            id,
+            controller_id: controller_id.to_string(),
+            name: name.to_string(),
+            tags,
+            current_version: None,
+            update_state: IDLE.to_string(),
+            created_at: now,
+            last_seen: None,
+        })
+    }
+
+    async fn tags_of(&self, device_id: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag")
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
+    }
+
+    fn device_from_row(row: &AnyRow) -> Result<Device> {
+        Ok(Device {
+            id: row.try_get(0)?,
+            controller_id: row.try_get(1)?,
+            name: row.try_get(2)?,
+            tags: Vec::new(),
+            current_version: row.try_get(3)?,
+            update_state: row.try_get(4)?,
+            created_at: row.try_get(5)?,
+            last_seen: row.try_get(6)?,
+        })
+    }
+
+    /// A device by controller id.
+    pub async fn device(&self, controller_id: &str) -> Result<Option<Device>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.controller_id = $1"
+        ))
+        .bind(controller_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let mut d = Self::device_from_row(&row)?;
+                d.tags = self.tags_of(d.id).await?;
+                Ok(Some(d))
+            }
+        }
+    }
+
+    /// The device whose token has this hash.
+    pub async fn device_by_token_hash(&self, token_hash: &str) -> Result<Option<Device>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Self::device_from_row(&r)).transpose()
+    }
+
+    /// Devices matching `filter`, ordered by internal id (use the last id as the next cursor).
+    pub async fn list_devices(&self, filter: &DeviceFilter) -> Result<Vec<Device>> {
+        // Every filter is bound; an absent one is NULL and matches everything.
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d \
+             WHERE ($1 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = $1)) \
+             AND ($2 IS NULL OR d.current_version = $2) \
+             AND ($3 IS NULL OR d.update_state = $3) \
+             AND ($4 IS NULL OR d.last_seen >= $4) \
+             AND d.id > $5 ORDER BY d.id LIMIT $6"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.tag.clone())
+            .bind(filter.current_version.clone())
+            .bind(filter.update_state.clone())
+            .bind(filter.seen_since)
+            .bind(filter.after.unwrap_or(0))
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut d = Self::device_from_row(row)?;
+            d.tags = self.tags_of(d.id).await?;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Internal ids of the devices with `tag`.
+    pub async fn device_ids_with_tag(&self, tag: &str) -> Result<Vec<i64>> {
+        let rows =
+            sqlx::query("SELECT device_id FROM device_tags WHERE tag = $1 ORDER BY device_id")
+                .bind(tag)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>(0).map_err(Into::into))
+            .collect()
+    }
+
+    /// Delete a device with its tags, config and actions. False when it did not exist.
+    pub async fn delete_device(&self, controller_id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT id FROM devices WHERE controller_id = $1")
+            .bind(controller_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let id: i64 = row.try_get(0)?;
+        // Closed counters stay as they are; the device's open actions stop counting.
+        sqlx::query("DELETE FROM action_events WHERE action_id IN (SELECT id FROM actions WHERE device_id = $1)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM actions WHERE device_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM device_config WHERE device_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM devices WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Replace a device's tags. False when the device does not exist.
+    pub async fn set_tags(&self, controller_id: &str, tags: &[String]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT id FROM devices WHERE controller_id = $1")
+            .bind(controller_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let id: i64 = row.try_get(0)?;
+        sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let mut tags = tags.to_vec();
+        tags.sort();
+        tags.dedup();
+        for tag in &tags {
+            sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)")
+                .bind(id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Record that the device talked to us.
+    pub async fn touch_device(&self, device_id: i64) -> Result<()> {
+        sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The device's configuration data (hawkBit `configData`), sorted by key.
+    pub async fn config_data(&self, device_id: i64) -> Result<Vec<(String, String)>> {
+        let rows =
+            sqlx::query("SELECT key, value FROM device_config WHERE device_id = $1 ORDER BY key")
+                .bind(device_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Change configuration data: `merge` upserts, `replace` replaces all, `remove` deletes the keys.
+    pub async fn update_config_data(
+        &self,
+        device_id: i64,
+        mode: ConfigMode,
+        data: &[(String, String)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if mode == ConfigMode::Replace {
+            sqlx::query("DELETE FROM device_config WHERE device_id = $1")
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (k, v) in data {
+            if mode == ConfigMode::Remove {
+                sqlx::query("DELETE FROM device_config WHERE device_id = $1 AND key = $2")
+                    .bind(device_id)
+                    .bind(k)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO device_config (device_id, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(device_id)
+                .bind(k)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- trusted keys ----
+
+    /// Add a trusted key.
+    pub async fn add_key(
+        &self,
+        name: &str,
+        algorithm: &str,
+        fingerprint: &str,
+        pem: &str,
+    ) -> Result<TrustedKey> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO trusted_keys (name, algorithm, fingerprint, pem, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(algorithm)
+        .bind(fingerprint)
+        .bind(pem)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "key"))?;
+        Ok(TrustedKey {
+            id: row.try_get(0)?,
+            name: name.into(),
+            algorithm: algorithm.into(),
+            fingerprint: fingerprint.into(),
+            pem: pem.into(),
+            created_at: now,
+        })
+    }
+
+    /// All trusted keys, oldest first.
+    pub async fn keys(&self) -> Result<Vec<TrustedKey>> {
+        let rows = sqlx::query(
+            "SELECT id, name, algorithm, fingerprint, pem, created_at FROM trusted_keys ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrustedKey {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    algorithm: r.try_get(2)?,
+                    fingerprint: r.try_get(3)?,
+                    pem: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- releases ----
+
+    /// Insert a release.
+    pub async fn create_release(&self, r: &NewRelease) -> Result<Release> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO releases (version, sequence, manifest_digest, filename, image_size, \
+             image_sha256, image_sha1, image_md5, blob_key, envelope, key_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(&r.version)
+        .bind(to_i64(r.sequence))
+        .bind(&r.manifest_digest)
+        .bind(&r.filename)
+        .bind(to_i64(r.image_size))
+        .bind(&r.image_sha256)
+        .bind(&r.image_sha1)
+        .bind(&r.image_md5)
+        .bind(&r.blob_key)
+        .bind(r.envelope.clone())
+        .bind(r.key_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "release (version or manifest)"))?;
+        Ok(Release {
+            id: row.try_get(0)?,
+            version: r.version.clone(),
+            sequence: to_i64(r.sequence),
+            manifest_digest: r.manifest_digest.clone(),
+            filename: r.filename.clone(),
+            image_size: to_i64(r.image_size),
+            image_sha256: r.image_sha256.clone(),
+            image_sha1: r.image_sha1.clone(),
+            image_md5: r.image_md5.clone(),
+            blob_key: r.blob_key.clone(),
+            key_id: r.key_id,
+            created_at: now,
+        })
+    }
+
+    fn release_from_row(r: &AnyRow) -> Result<Release> {
+        Ok(Release {
+            id: r.try_get(0)?,
+            version: r.try_get(1)?,
+            sequence: r.try_get(2)?,
+            manifest_digest: r.try_get(3)?,
+            filename: r.try_get(4)?,
+            image_size: r.try_get(5)?,
+            image_sha256: r.try_get(6)?,
+            image_sha1: r.try_get(7)?,
+            image_md5: r.try_get(8)?,
+            blob_key: r.try_get(9)?,
+            key_id: r.try_get(10)?,
+            created_at: r.try_get(11)?,
+        })
+    }
+
+    /// A release by version.
+    pub async fn release(&self, version: &str) -> Result<Option<Release>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE version = $1"
+        ))
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Self::release_from_row(&r)).transpose()
+    }
+
+    /// A release by id.
+    pub async fn release_by_id(&self, id: i64) -> Result<Option<Release>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Self::release_from_row(&r)).transpose()
+    }
+
+    /// All releases, newest first.
+    pub async fn releases(&self) -> Result<Vec<Release>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases ORDER BY id DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::release_from_row).collect()
+    }
+
+    /// Whether any release uses this blob.
+    pub async fn blob_in_use(&self, blob_key: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) FROM releases WHERE blob_key = $1")
+            .bind(blob_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    /// The signed envelope of a release.
+    pub async fn envelope(&self, release_id: i64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT envelope FROM releases WHERE id = $1")
+            .bind(release_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<Vec<u8>, _>(0).map_err(Into::into))
+            .transpose()
+    }
+
+    // ---- rollouts and actions ----
+
+    /// Assign a release to devices: one rollout, one pending action per device. Devices that
+    /// already have an open action are skipped and returned as the second value.
+    pub async fn create_rollout(
+        &self,
+        release_id: i64,
+        target: &str,
+        device_ids: &[i64],
+    ) -> Result<(Rollout, Vec<Action>, Vec<i64>)> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO rollouts (release_id, target, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(release_id)
+        .bind(target)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let rollout_id: i64 = row.try_get(0)?;
+        let mut created = Vec::new();
+        let mut skipped = Vec::new();
+        for &device_id in device_ids {
+            let busy =
+                sqlx::query("SELECT COUNT(*) FROM actions WHERE device_id = $1 AND active = 1")
+                    .bind(device_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get::<i64, _>(0)?;
+            if busy > 0 {
+                skipped.push(device_id);
+                continue;
+            }
+            let row = sqlx::query(
+                "INSERT INTO actions (rollout_id, device_id, release_id, status, active, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 1, $5, $5) RETURNING id",
+            )
+            .bind(rollout_id)
+            .bind(device_id)
+            .bind(release_id)
+            .bind(ActionStatus::Pending.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| conflict(e, "open deployment for this device"))?;
+            let action_id: i64 = row.try_get(0)?;
+            sqlx::query("INSERT INTO action_events (action_id, at, status) VALUES ($1, $2, $3)")
+                .bind(action_id)
+                .bind(now)
+                .bind(ActionStatus::Pending.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE devices SET update_state = $1 WHERE id = $2")
+                .bind(ActionStatus::Pending.as_str())
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+            created.push(action_id);
+        }
+        sqlx::query("UPDATE rollouts SET total = $1 WHERE id = $2")
+            .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
+            .bind(rollout_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let rollout = self
+            .rollout(rollout_id)
+            .await?
+            .ok_or(StoreError::Corrupt("rollouts.id"))?;
+        let mut actions = Vec::with_capacity(created.len());
+        for id in created {
+            if let Some(a) = self.action(id).await? {
+                actions.push(a);
+            }
+        }
+        Ok((rollout, actions, skipped))
+    }
+
+    fn rollout_from_row(r: &AnyRow) -> Result<Rollout> {
+        Ok(Rollout {
+            id: r.try_get(0)?,
+            release: r.try_get(1)?,
+            target: r.try_get(2)?,
+            created_at: r.try_get(3)?,
+            total: r.try_get(4)?,
+            succeeded: r.try_get(5)?,
+            failed: r.try_get(6)?,
+            rejected: r.try_get(7)?,
+            cancelled: r.try_get(8)?,
+        })
+    }
+
+    const ROLLOUT_SELECT: &str = "SELECT o.id, r.version, o.target, o.created_at, o.total, \
+        o.succeeded, o.failed, o.rejected, o.cancelled FROM rollouts o JOIN releases r ON r.id = o.release_id";
+
+    /// A rollout with its counters.
+    pub async fn rollout(&self, id: i64) -> Result<Option<Rollout>> {
+        let row = sqlx::query(&format!("{} WHERE o.id = $1", Self::ROLLOUT_SELECT))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Self::rollout_from_row(&r)).transpose()
+    }
+
+    /// Rollouts, newest first.
+    pub async fn rollouts(&self) -> Result<Vec<Rollout>> {
+        let rows = sqlx::query(&format!("{} ORDER BY o.id DESC", Self::ROLLOUT_SELECT))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::rollout_from_row).collect()
+    }
+
+    fn action_from_row(r: &AnyRow) -> Result<Action> {
+        let status: String = r.try_get(6)?;
+        Ok(Action {
+            id: r.try_get(0)?,
+            rollout_id: r.try_get(1)?,
+            device_id: r.try_get(2)?,
+            controller_id: r.try_get(3)?,
+            release_id: r.try_get(4)?,
+            release: r.try_get(5)?,
+            status: status
+                .parse()
+                .map_err(|()| StoreError::Corrupt("actions.status"))?,
+            progress: r.try_get(7)?,
+            reason: r.try_get(8)?,
+            active: r.try_get::<i64, _>(9)? != 0,
+            created_at: r.try_get(10)?,
+            updated_at: r.try_get(11)?,
+        })
+    }
+
+    /// An action by id.
+    pub async fn action(&self, id: i64) -> Result<Option<Action>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Self::action_from_row(&r)).transpose()
+    }
+
+    /// The device's open action, if any.
+    pub async fn active_action(&self, device_id: i64) -> Result<Option<Action>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.device_id = $1 AND a.active = 1"
+        ))
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Self::action_from_row(&r)).transpose()
+    }
+
+    /// The device's latest succeeded action (its installed base), if any.
+    pub async fn installed_action(&self, device_id: i64) -> Result<Option<Action>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.device_id = $1 AND a.status = $2 \
+             ORDER BY a.id DESC LIMIT 1"
+        ))
+        .bind(device_id)
+        .bind(ActionStatus::Succeeded.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Self::action_from_row(&r)).transpose()
+    }
+
+    /// Whether the device has any action (open or closed) for this release.
+    pub async fn device_has_release(&self, device_id: i64, release_id: i64) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT COUNT(*) FROM actions WHERE device_id = $1 AND release_id = $2")
+                .bind(device_id)
+                .bind(release_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    /// Actions of a device, newest first.
+    pub async fn device_actions(&self, device_id: i64) -> Result<Vec<Action>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.device_id = $1 ORDER BY a.id DESC"
+        ))
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::action_from_row).collect()
+    }
+
+    /// Actions of a rollout.
+    pub async fn rollout_actions(&self, rollout_id: i64) -> Result<Vec<Action>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.rollout_id = $1 ORDER BY a.id"
+        ))
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::action_from_row).collect()
+    }
+
+    /// History of an action, oldest first.
+    pub async fn action_events(&self, action_id: i64) -> Result<Vec<ActionEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, status, progress, message FROM action_events WHERE action_id = $1 ORDER BY id",
+        )
+        .bind(action_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get(1)?;
+                Ok(ActionEvent {
+                    at: r.try_get(0)?,
+                    status: status
+                        .parse()
+                        .map_err(|()| StoreError::Corrupt("action_events.status"))?,
+                    progress: r.try_get(2)?,
+                    message: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Move an open action to a new status, atomically: the action row, its event, the device's
+    /// update state (and current version on success) and the rollout counters change together,
+    /// or nothing changes. A transition to the status and progress it already has records nothing.
+    pub async fn apply_transition(&self, action_id: i64, t: &Transition) -> Result<Applied> {
+        let now = now_ms();
+        let final_ = t.status.is_final();
+        let reason = if final_ { t.message.clone() } else { None };
+        let mut tx = self.pool.begin().await?;
+        // The conditional UPDATE is the lock: only one of two racing reports can change the row.
+        let row = sqlx::query(
+            "UPDATE actions SET status = $1, progress = $2, reason = COALESCE($3, reason), \
+             active = $4, updated_at = $5 \
+             WHERE id = $6 AND active = 1 AND NOT (status = $1 AND COALESCE(progress, -1) = COALESCE($2, -1)) \
+             RETURNING device_id, release_id, rollout_id",
+        )
+        .bind(t.status.as_str())
+        .bind(t.progress)
+        .bind(reason)
+        .bind(if final_ { 0i64 } else { 1i64 })
+        .bind(now)
+        .bind(action_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            drop(tx);
+            let open = sqlx::query("SELECT active FROM actions WHERE id = $1")
+                .bind(action_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            return Ok(match open {
+                Some(r) if r.try_get::<i64, _>(0)? != 0 => Applied::Unchanged,
+                _ => Applied::NotActive,
+            });
+        };
+        let device_id: i64 = row.try_get(0)?;
+        let release_id: i64 = row.try_get(1)?;
+        let rollout_id: i64 = row.try_get(2)?;
+        sqlx::query(
+            "INSERT INTO action_events (action_id, at, status, progress, message) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(action_id)
+        .bind(now)
+        .bind(t.status.as_str())
+        .bind(t.progress)
+        .bind(t.message.clone())
+        .execute(&mut *tx)
+        .await?;
+        if t.status == ActionStatus::Succeeded {
+            sqlx::query(
+                "UPDATE devices SET update_state = $1, current_version = \
+                 (SELECT version FROM releases WHERE id = $2) WHERE id = $3",
+            )
+            .bind(t.status.as_str())
+            .bind(release_id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("UPDATE devices SET update_state = $1 WHERE id = $2")
+                .bind(t.status.as_str())
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let counter = match t.status {
+            ActionStatus::Succeeded => Some("succeeded"),
+            ActionStatus::Failed => Some("failed"),
+            ActionStatus::Rejected => Some("rejected"),
+            ActionStatus::Cancelled => Some("cancelled"),
+            _ => None,
+        };
+        if let Some(column) = counter {
+            sqlx::query(&format!(
+                "UPDATE rollouts SET {column} = {column} + 1 WHERE id = $1"
+            ))
+            .bind(rollout_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Applied::Changed)
+    }
+}
+
+/// How `configData` changes the stored data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigMode {
+    /// Upsert the given keys.
+    #[default]
+    Merge,
+    /// Replace all data.
+    Replace,
+    /// Delete the given keys.
+    Remove,
+}
+
+#[cfg(test)]
+mod tests;
