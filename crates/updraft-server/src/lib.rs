@@ -5,5 +5,6 @@
 //!   history, on SQLite or PostgreSQL through one code path;
 //! - [`testing`]: a throwaway PostgreSQL for tests.
 
+pub mod blobs;
 pub mod store;
 pub mod testing;
