@@ -149,6 +149,13 @@ impl Blobs {
         }
     }
 
+    /// Delete a committed blob (best effort; used when the release insert fails).
+    pub async fn remove(&self, key: &str) {
+        if let Err(e) = self.store.delete(&Path::from(key)).await {
+            tracing::warn!(error = %e, key, "could not delete a blob");
+        }
+    }
+
     /// Stream the bytes `range` (or all) of the blob `key`.
     pub async fn get(
         &self,

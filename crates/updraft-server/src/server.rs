@@ -1,0 +1,217 @@
+//! Assembling and running the server: data directory, tokens, store, blobs, the HTTP router, and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::blobs::{BlobError, Blobs};
+use crate::store::{Store, StoreError};
+use crate::tokens;
+
+/// Default upload limit: 1 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 30;
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the SQLite database, the blobs and the token files live.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (port 0 picks a free port).
+    pub http: SocketAddr,
+    /// Database URL; `None` means SQLite in the data dir.
+    pub database: Option<String>,
+    /// Largest accepted firmware image.
+    pub max_upload_bytes: u64,
+    /// The hawkBit tenant name devices use in their URLs.
+    pub tenant: String,
+    /// The polling interval told to DDI devices.
+    pub poll_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for a data dir: 127.0.0.1:8080, SQLite, 1 GiB uploads, tenant `DEFAULT`, 60 s
+    /// polling.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: None,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            tenant: "DEFAULT".into(),
+            poll_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("updraft.db").display()),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data dir or a token file could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The blob directory could not be used.
+    #[error("blobs: {0}")]
+    Blobs(#[from] BlobError),
+}
+
+/// Shared state of the request handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The firmware images.
+    pub blobs: Blobs,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// SHA-256 (hex) of the admin token.
+    pub admin_token_hash: Arc<str>,
+    /// SHA-256 (hex) of the DDI gateway token.
+    pub gateway_token_hash: Arc<str>,
+}
+
+/// A server bound to its port, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    admin_token: String,
+    admin_token_created: bool,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+    move |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Server {
+    /// Prepare the data dir (tokens, database with migrations, blobs) and bind the listener.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+        let admin_path = config.data_dir.join("admin-token");
+        let (admin_token, admin_token_created) =
+            tokens::load_or_create(&admin_path).map_err(io_err(&admin_path))?;
+        let gateway_path = config.data_dir.join("gateway-token");
+        let (gateway_token, _) =
+            tokens::load_or_create(&gateway_path).map_err(io_err(&gateway_path))?;
+        let store = Store::open(&config.database_url()).await?;
+        let blobs = Blobs::local(&config.data_dir.join("blobs"))?;
+        let listener = TcpListener::bind(config.http)
+            .await
+            .map_err(|source| ServerError::Io {
+                path: PathBuf::from(config.http.to_string()),
+                source,
+            })?;
+        Ok(Server {
+            state: AppState {
+                store,
+                blobs,
+                config: Arc::new(config),
+                admin_token_hash: tokens::hash(&admin_token).into(),
+                gateway_token_hash: tokens::hash(&gateway_token).into(),
+            },
+            listener,
+            admin_token,
+            admin_token_created,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The admin token (for tests and the CLI; people read it from the file).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Whether this start created the admin token file.
+    pub fn admin_token_created(&self) -> bool {
+        self.admin_token_created
+    }
+
+    /// Path of the admin token file.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.state.config.data_dir.join("admin-token")
+    }
+
+    /// Path of the DDI gateway token file.
+    pub fn gateway_token_path(&self) -> PathBuf {
+        self.state.config.data_dir.join("gateway-token")
+    }
+
+    /// The handlers' state (tests use the store directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` completes, then finish in-flight requests and close the database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let app = router(self.state);
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        store.close().await;
+        result
+    }
+}
+
+/// The whole HTTP surface: the management API under `/api/v1` and the DDI device API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::api::router(state.clone()))
+        .merge(crate::ddi::router(state.clone()))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
