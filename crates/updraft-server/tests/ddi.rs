@@ -6,6 +6,8 @@ mod common;
 use common::{TestServer, image};
 use hawkbit::ddi::{Client, ClientAuthorization, Execution, Finished, Mode};
 use serde_json::{Value, json};
+use updraft_server::store::Backend;
+use updraft_server::testing::TempPostgres;
 
 fn client(s: &TestServer, controller: &str, token: &str) -> Client {
     Client::new(
@@ -34,7 +36,22 @@ async fn action(s: &TestServer, id: i64) -> Value {
 
 #[tokio::test]
 async fn hawkbit_client_polls_downloads_and_reports_success_and_failure() {
-    let s = TestServer::start(None).await;
+    poll_download_report(TestServer::start(None).await).await;
+}
+
+#[tokio::test]
+async fn hawkbit_client_flow_on_postgresql() {
+    let Some(pg) = TempPostgres::start() else {
+        return;
+    };
+    let url = pg.create_database("ddi_flow").unwrap();
+    let s = TestServer::start(Some(url)).await;
+    assert_eq!(s.state.store.backend(), Backend::Postgres);
+    poll_download_report(s).await;
+    drop(pg);
+}
+
+async fn poll_download_report(s: TestServer) {
     let ok_token = s.device("ok-1", &[]).await;
     let bad_token = s.device("bad-1", &[]).await;
     let data = image(300_000);
