@@ -164,6 +164,40 @@ impl Server {
         self.state.config.data_dir.join("gateway-token")
     }
 
+    /// What `updraft serve` prints at start: the URLs, where the tokens are, how to add a device.
+    pub fn banner(&self) -> String {
+        let addr = self
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| self.state.config.http.to_string());
+        let config = &self.state.config;
+        let admin = self.admin_token_path();
+        let backend = match self.state.store.backend() {
+            crate::store::Backend::Sqlite => "SQLite",
+            crate::store::Backend::Postgres => "PostgreSQL",
+        };
+        format!(
+            "Updraft server listening on http://{addr}\n\
+             \x20 management API:  http://{addr}/api/v1  (OpenAPI: http://{addr}/api/v1/openapi.json)\n\
+             \x20 hawkBit DDI:     http://{addr}/{tenant}/controller/v1/<controller-id>\n\
+             \x20 data dir:        {data}  (database: {backend}, blobs: {data}/blobs)\n\
+             \x20 admin token:     {admin}{new}\n\
+             \x20 gateway token:   {gateway}\n\
+             Add a device (the answer holds its DDI TargetToken, shown once):\n\
+             \x20 curl -s -H \"Authorization: Bearer $(cat {admin})\" -H 'Content-Type: application/json' \\\n\
+             \x20      -d '{{\"controller_id\":\"device-1\"}}' http://{addr}/api/v1/devices\n",
+            tenant = config.tenant,
+            data = config.data_dir.display(),
+            admin = admin.display(),
+            new = if self.admin_token_created {
+                " (created now, mode 0600)"
+            } else {
+                ""
+            },
+            gateway = self.gateway_token_path().display(),
+        )
+    }
+
     /// The handlers' state (tests use the store directly).
     pub fn state(&self) -> &AppState {
         &self.state

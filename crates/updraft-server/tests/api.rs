@@ -320,3 +320,30 @@ async fn deployments_target_devices_or_tags_and_cancel() {
     let (status, _) = s.get("/actions/notanumber").await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn the_start_banner_tells_urls_token_path_and_how_to_add_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = updraft_server::Config::new(dir.path().join("data"));
+    config.http = "127.0.0.1:0".parse().unwrap();
+    let server = updraft_server::Server::bind(config).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let banner = server.banner();
+    assert!(
+        banner.contains(&format!("http://{addr}/api/v1")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("http://{addr}/DEFAULT/controller/v1/")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&dir.path().join("data/admin-token").display().to_string()),
+        "{banner}"
+    );
+    assert!(banner.contains("controller_id"), "{banner}");
+    assert!(
+        !banner.contains(server.admin_token()),
+        "the banner must not print the token"
+    );
+}
