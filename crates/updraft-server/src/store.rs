@@ -540,11 +540,30 @@ impl Store {
             .bind(filter.limit)
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut d = Self::device_from_row(row)?;
-            d.tags = self.tags_of(d.id).await?;
-            out.push(d);
+        let mut out = rows
+            .iter()
+            .map(Self::device_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // One query for the tags of the whole page (ids are sorted, so a range covers it).
+        if let (Some(first), Some(last)) = (out.first().map(|d| d.id), out.last().map(|d| d.id)) {
+            let tags = sqlx::query(
+                "SELECT device_id, tag FROM device_tags WHERE device_id >= $1 AND device_id <= $2 \
+                 ORDER BY device_id, tag",
+            )
+            .bind(first)
+            .bind(last)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut by_device: std::collections::HashMap<i64, Vec<String>> = Default::default();
+            for t in &tags {
+                by_device
+                    .entry(t.try_get(0)?)
+                    .or_default()
+                    .push(t.try_get(1)?);
+            }
+            for d in &mut out {
+                d.tags = by_device.remove(&d.id).unwrap_or_default();
+            }
         }
         Ok(out)
     }

@@ -347,3 +347,37 @@ async fn the_start_banner_tells_urls_token_path_and_how_to_add_a_device() {
         "the banner must not print the token"
     );
 }
+
+#[tokio::test]
+async fn the_server_stops_gracefully_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = updraft_server::Config::new(dir.path().join("data"));
+    config.http = "127.0.0.1:0".parse().unwrap();
+    let server = updraft_server::Server::bind(config).await.unwrap();
+    let url = format!(
+        "http://{}/api/v1/openapi.json",
+        server.local_addr().unwrap()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        reqwest::get(&url).await.is_err(),
+        "nothing listens any more"
+    );
+    // A restart on the same data dir keeps the admin token.
+    let first = std::fs::read_to_string(dir.path().join("data/admin-token")).unwrap();
+    let mut config = updraft_server::Config::new(dir.path().join("data"));
+    config.http = "127.0.0.1:0".parse().unwrap();
+    let again = updraft_server::Server::bind(config).await.unwrap();
+    assert_eq!(again.admin_token(), first.trim());
+    assert!(!again.admin_token_created());
+}
