@@ -158,7 +158,6 @@ async fn malformed_uploads_are_refused_before_anything_is_kept() {
 }
 
 #[tokio::test]
-#[ignore = "needs the updraft-manifest implementation (merge branch manifest)"]
 async fn a_signed_release_is_verified_stored_and_served() {
     let s = TestServer::start(None).await;
     let key = ed25519(1);
@@ -204,7 +203,6 @@ async fn a_signed_release_is_verified_stored_and_served() {
 }
 
 #[tokio::test]
-#[ignore = "needs the updraft-manifest implementation (merge branch manifest)"]
 async fn unknown_keys_tampering_and_mismatches_are_refused_and_store_nothing() {
     let s = TestServer::start(None).await;
     let key = ed25519(1);
