@@ -237,7 +237,19 @@ async fn trusted_keys_accept_pem_public_keys_only() {
 
 #[tokio::test]
 async fn deployments_target_devices_or_tags_and_cancel() {
-    let s = TestServer::start(None).await;
+    deployments_and_cancel(TestServer::start(None).await).await;
+}
+
+#[tokio::test]
+async fn deployments_target_devices_or_tags_and_cancel_on_postgresql() {
+    let Some(pg) = updraft_server::testing::TempPostgres::start() else {
+        return;
+    };
+    let url = pg.create_database("deployments").unwrap();
+    deployments_and_cancel(TestServer::start(Some(url)).await).await;
+}
+
+async fn deployments_and_cancel(s: TestServer) {
     for (id, tags) in [("a", &["eu"][..]), ("b", &["eu"]), ("c", &[])] {
         s.device(id, tags).await;
     }
