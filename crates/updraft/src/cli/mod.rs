@@ -1,0 +1,3 @@
+//! Subcommands of the `updraft` command line, one module each.
+
+pub mod serve;
