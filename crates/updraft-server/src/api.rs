@@ -360,8 +360,72 @@ async fn get_release(
 #[derive(Default)]
 struct Upload {
     envelope: Option<Vec<u8>>,
+    /// The verified envelope's facts, once checked.
+    checked: Option<Checked>,
     image: Option<StagedBlob>,
     filename: Option<String>,
+}
+
+/// What a verified envelope says, owned.
+struct Checked {
+    sequence: u64,
+    version: String,
+    image_digest: [u8; 32],
+    image_size: u64,
+    manifest_digest: [u8; 32],
+    key_id: i64,
+}
+
+/// Verify an envelope against the trusted keys.
+async fn check_envelope(state: &AppState, envelope: &[u8]) -> Result<Checked, ApiError> {
+    let trusted = state.store.keys().await?;
+    let mut parsed = Vec::with_capacity(trusted.len());
+    for k in &trusted {
+        let p = keys::parse_pem(&k.pem).map_err(ApiError::internal)?;
+        parsed.push(p.key);
+    }
+    if parsed.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no_trusted_keys",
+            "no trusted keys: add one with POST /api/v1/keys first",
+        ));
+    }
+    let verified = updraft_manifest::verify(envelope, &parsed).map_err(|e| match e {
+        updraft_manifest::Error::BadSignature => ApiError::unprocessable(
+            "untrusted_signature",
+            "the envelope is not signed by a trusted key",
+        ),
+        other => ApiError::unprocessable("bad_envelope", other.to_string()),
+    })?;
+    let m = &verified.manifest;
+    let version = m
+        .version
+        .ok_or_else(|| ApiError::unprocessable("no_version", "the manifest has no version string"))?
+        .to_string();
+    check_name("the manifest version", &version)?;
+    let key_id = trusted
+        .get(verified.key_index)
+        .map(|k| k.id)
+        .ok_or_else(|| ApiError::internal("key index out of range"))?;
+    Ok(Checked {
+        sequence: m.sequence,
+        version,
+        image_digest: m.image_digest,
+        image_size: m.image_size,
+        manifest_digest: verified.manifest_digest,
+        key_id,
+    })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "the envelope exceeds {} bytes",
+            updraft_manifest::MAX_ENVELOPE_LEN
+        ),
+    )
 }
 
 async fn receive_parts(
@@ -384,14 +448,7 @@ async fn receive_parts(
                 let mut buf = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(bad)? {
                     if buf.len() + chunk.len() > updraft_manifest::MAX_ENVELOPE_LEN {
-                        return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "too_large",
-                            format!(
-                                "the envelope exceeds {} bytes",
-                                updraft_manifest::MAX_ENVELOPE_LEN
-                            ),
-                        ));
+                        return Err(too_large());
                     }
                     buf.extend_from_slice(&chunk);
                 }
@@ -405,10 +462,36 @@ async fn receive_parts(
                     check_name("the image file name", name)?;
                     upload.filename = Some(name.to_string());
                 }
-                let staged = state
-                    .blobs
-                    .stage(field, state.config.max_upload_bytes)
-                    .await?;
+                // With the envelope first, a bad signature stops the upload before the image is
+                // read, and the signed size bounds it.
+                let mut limit = state.config.max_upload_bytes;
+                if let Some(envelope) = &upload.envelope {
+                    let checked = check_envelope(state, envelope).await?;
+                    if checked.image_size > limit {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "too_large",
+                            format!(
+                                "the manifest's image of {} bytes exceeds the upload limit of {limit} bytes",
+                                checked.image_size
+                            ),
+                        ));
+                    }
+                    limit = checked.image_size;
+                    upload.checked = Some(checked);
+                }
+                let staged = match state.blobs.stage(field, limit).await {
+                    Ok(staged) => staged,
+                    Err(crate::blobs::BlobError::TooLarge { limit })
+                        if upload.checked.is_some() =>
+                    {
+                        return Err(ApiError::unprocessable(
+                            "size_mismatch",
+                            format!("the image is larger than the manifest's {limit} bytes"),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 upload.image = Some(staged);
             }
             other => {
@@ -436,63 +519,39 @@ async fn accept_release(state: &AppState, upload: &mut Upload) -> Result<Release
             "the `image` part is missing",
         ));
     }
-    let trusted = state.store.keys().await?;
-    let mut parsed = Vec::with_capacity(trusted.len());
-    for k in &trusted {
-        let p = keys::parse_pem(&k.pem).map_err(ApiError::internal)?;
-        parsed.push(p.key);
-    }
-    if parsed.is_empty() {
-        return Err(ApiError::unprocessable(
-            "no_trusted_keys",
-            "no trusted keys: add one with POST /api/v1/keys first",
-        ));
-    }
-    let verified = updraft_manifest::verify(&envelope, &parsed).map_err(|e| match e {
-        updraft_manifest::Error::BadSignature => ApiError::unprocessable(
-            "untrusted_signature",
-            "the envelope is not signed by a trusted key",
-        ),
-        other => ApiError::unprocessable("bad_envelope", other.to_string()),
-    })?;
-    let m = &verified.manifest;
+    let checked = match upload.checked.take() {
+        Some(c) => c,
+        None => check_envelope(state, &envelope).await?,
+    };
     let image = upload
         .image
         .as_ref()
         .ok_or_else(|| ApiError::bad_request("missing_part", "the `image` part is missing"))?;
-    if m.image_size != image.size {
+    if checked.image_size != image.size {
         return Err(ApiError::unprocessable(
             "size_mismatch",
             format!(
                 "the manifest says {} bytes, the image has {}",
-                m.image_size, image.size
+                checked.image_size, image.size
             ),
         ));
     }
-    if m.image_digest != image.sha256 {
+    if checked.image_digest != image.sha256 {
         return Err(ApiError::unprocessable(
             "digest_mismatch",
             "the image's SHA-256 differs from the manifest's image digest",
         ));
     }
-    let version = m
-        .version
-        .ok_or_else(|| ApiError::unprocessable("no_version", "the manifest has no version string"))?
-        .to_string();
-    check_name("the manifest version", &version)?;
-    let key_id = trusted
-        .get(verified.key_index)
-        .map(|k| k.id)
-        .ok_or_else(|| ApiError::internal("key index out of range"))?;
-    if state.store.release(&version).await?.is_some() {
+    if state.store.release(&checked.version).await?.is_some() {
         return Err(ApiError::conflict(format!(
-            "release {version} already exists"
+            "release {} already exists",
+            checked.version
         )));
     }
     let new = NewRelease {
-        version,
-        sequence: m.sequence,
-        manifest_digest: hex::encode(verified.manifest_digest),
+        version: checked.version,
+        sequence: checked.sequence,
+        manifest_digest: hex::encode(checked.manifest_digest),
         filename: upload
             .filename
             .clone()
@@ -502,8 +561,8 @@ async fn accept_release(state: &AppState, upload: &mut Upload) -> Result<Release
         image_sha1: hex::encode(image.sha1),
         image_md5: hex::encode(image.md5),
         blob_key: image.final_key(),
-        envelope: envelope.clone(),
-        key_id,
+        envelope,
+        key_id: checked.key_id,
     };
     // Blob first: a release row never points at a missing blob. If the insert fails, the blob
     // is removed again unless another release shares it.

@@ -45,6 +45,8 @@ async fn upload(s: &TestServer, form: Form) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Envelope part first, then the image (the usual order: the server verifies before it reads
+/// the image).
 fn form(envelope: Option<Vec<u8>>, img: Option<Vec<u8>>, filename: &str) -> Form {
     let mut f = Form::new();
     if let Some(e) = envelope {
@@ -54,6 +56,13 @@ fn form(envelope: Option<Vec<u8>>, img: Option<Vec<u8>>, filename: &str) -> Form
         f = f.part("image", Part::bytes(i).file_name(filename.to_string()));
     }
     f
+}
+
+/// Image part first: the envelope is checked after the image was streamed and hashed.
+fn image_first(envelope: Vec<u8>, img: Vec<u8>, filename: &str) -> Form {
+    Form::new()
+        .part("image", Part::bytes(img).file_name(filename.to_string()))
+        .part("envelope", Part::bytes(envelope))
 }
 
 /// Files under the blob directory (a refused upload must leave none).
@@ -96,6 +105,7 @@ async fn malformed_uploads_are_refused_before_anything_is_kept() {
     s.post("/keys", json!({"name": "k", "pem": pem(&ed25519(1))}))
         .await;
 
+    let big = image(2 << 20);
     let cases: Vec<(Form, u16, &str)> = vec![
         (form(None, Some(img.clone()), "fw.bin"), 400, "missing_part"),
         (form(Some(env.clone()), None, "fw.bin"), 400, "missing_part"),
@@ -114,13 +124,35 @@ async fn malformed_uploads_are_refused_before_anything_is_kept() {
             413,
             "too_large",
         ),
+        // Not an envelope: refused before the image is read, or after it was, by part order.
         (
-            form(Some(env.clone()), Some(image(2 << 20)), "fw.bin"),
+            form(Some(env.clone()), Some(img.clone()), "fw.bin"),
+            422,
+            "bad_envelope",
+        ),
+        (
+            image_first(env.clone(), img.clone(), "fw.bin"),
+            422,
+            "bad_envelope",
+        ),
+        // Over the configured limit while streaming.
+        (
+            image_first(env.clone(), big.clone(), "fw.bin"),
+            413,
+            "too_large",
+        ),
+        // A signed manifest announcing more than the limit: refused before the image is read.
+        (
+            form(
+                Some(envelope(&ed25519(1), "9.0.0", 9, &big)),
+                Some(big.clone()),
+                "fw.bin",
+            ),
             413,
             "too_large",
         ),
         (
-            form(Some(env.clone()), Some(img.clone()), "fw.bin").text("extra", "x"),
+            image_first(env.clone(), img.clone(), "fw.bin").text("extra", "x"),
             400,
             "bad_multipart",
         ),
@@ -238,6 +270,27 @@ async fn unknown_keys_tampering_and_mismatches_are_refused_and_store_nothing() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (422, Some("size_mismatch"))
+    );
+
+    // The same refusals when the image comes before the envelope.
+    let mut other = img.clone();
+    other[0] ^= 1;
+    let env = envelope(&key, "1.0.0", 1, &img);
+    let (status, body) = upload(&s, image_first(env.clone(), other, "fw.bin")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("digest_mismatch"))
+    );
+    let (status, body) = upload(&s, image_first(env, img[1..].to_vec(), "fw.bin")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("size_mismatch"))
+    );
+    let stranger = envelope(&ed25519(9), "1.0.0", 1, &img);
+    let (status, body) = upload(&s, image_first(stranger, img.clone(), "fw.bin")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("untrusted_signature"))
     );
 
     assert_nothing_stored(&s).await;
