@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -67,7 +68,11 @@ impl StagedBlob {
 #[derive(Clone, Debug)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    idle_timeout: Duration,
 }
+
+/// How long an upload may send nothing before it is abandoned (slow-data defence).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Blobs {
     /// Blobs in a local directory (created if missing). Leftovers of interrupted uploads are
@@ -81,7 +86,14 @@ impl Blobs {
         let store = LocalFileSystem::new_with_prefix(dir)?;
         Ok(Blobs {
             store: Arc::new(store),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         })
+    }
+
+    /// Change how long an upload may stall before it is abandoned.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Blobs {
+        self.idle_timeout = idle;
+        self
     }
 
     /// Stream `body` into a staging object, hashing it, refusing it past `limit` bytes.
@@ -101,7 +113,16 @@ impl Blobs {
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
         let failure = loop {
-            let chunk = match body.next().await {
+            let next = match tokio::time::timeout(self.idle_timeout, body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    break Some(BlobError::Source(format!(
+                        "no data for {} s",
+                        self.idle_timeout.as_secs_f32()
+                    )));
+                }
+            };
+            let chunk = match next {
                 None => break None,
                 Some(Err(e)) => break Some(BlobError::Source(e.to_string())),
                 Some(Ok(chunk)) => chunk,
@@ -231,6 +252,15 @@ mod tests {
         ]);
         assert!(matches!(
             blobs.stage(broken, 100).await,
+            Err(BlobError::Source(_))
+        ));
+        // A sender that stalls is cut off.
+        let stalled =
+            futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"abc"))])
+                .chain(futures_util::stream::pending());
+        let quick = blobs.clone().with_idle_timeout(Duration::from_millis(100));
+        assert!(matches!(
+            quick.stage(stalled, 100).await,
             Err(BlobError::Source(_))
         ));
         let staged = blobs.stage(chunks(b"refused", 3), 100).await.unwrap();

@@ -13,6 +13,8 @@
 //! - [`keys`], [`tokens`]: trusted public keys (PEM) and secret tokens;
 //! - [`testing`]: a throwaway PostgreSQL for tests.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod blobs;
 pub mod ddi;
