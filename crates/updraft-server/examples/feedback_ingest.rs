@@ -1,0 +1,131 @@
+//! Benchmark: DDI feedback reports per second, SQLite against PostgreSQL, in one run.
+//!
+//! `cargo run --release -p updraft-server --example feedback_ingest [DEVICES] [REPORTS_PER_DEVICE]`
+//!
+//! Starts the server in-process on each backend (PostgreSQL is a throwaway cluster, see
+//! `updraft_server::testing`), gives every device an open deployment, then lets one client task
+//! per device post progress reports (each a real change: 1 %, 2 %, ...) over HTTP, and prints
+//! reports/s for each backend and their ratio.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+use updraft_server::store::NewRelease;
+use updraft_server::testing::TempPostgres;
+use updraft_server::{Config, Server};
+
+async fn run(database: Option<String>, devices: usize, reports: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::new(dir.path().join("data"));
+    config.http = "127.0.0.1:0".parse().expect("address");
+    config.database = database;
+    config.poll_interval = Duration::from_secs(1);
+    let server = Server::bind(config).await.expect("server");
+    let base = format!("http://{}", server.local_addr().expect("address"));
+    let state = server.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let store = &state.store;
+    let key = store
+        .add_key("bench", "ed25519", "bench", "unused")
+        .await
+        .expect("key");
+    let staged = state
+        .blobs
+        .stage(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"image"))]),
+            1 << 20,
+        )
+        .await
+        .expect("blob");
+    let release = store
+        .create_release(&NewRelease {
+            version: "1.0.0".into(),
+            sequence: 1,
+            manifest_digest: "bench".into(),
+            filename: "fw.bin".into(),
+            image_size: staged.size,
+            image_sha256: hex::encode(staged.sha256),
+            image_sha1: hex::encode(staged.sha1),
+            image_md5: hex::encode(staged.md5),
+            blob_key: staged.final_key(),
+            envelope: b"bench".to_vec(),
+            key_id: key.id,
+        })
+        .await
+        .expect("release");
+    let mut targets = Vec::new();
+    for i in 0..devices {
+        let token = updraft_server::tokens::generate();
+        let d = store
+            .create_device(
+                &format!("dev-{i}"),
+                "",
+                &updraft_server::tokens::hash(&token),
+                &[],
+            )
+            .await
+            .expect("device");
+        targets.push((d, token));
+    }
+    let ids: Vec<i64> = targets.iter().map(|(d, _)| d.id).collect();
+    let (_, actions, _) = store
+        .create_rollout(release.id, "bench", &ids)
+        .await
+        .expect("rollout");
+
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for ((device, token), action) in targets.into_iter().zip(actions) {
+        let client = client.clone();
+        let url = format!(
+            "{base}/DEFAULT/controller/v1/{}/deploymentBase/{}/feedback",
+            device.controller_id, action.id
+        );
+        tasks.push(tokio::spawn(async move {
+            for n in 1..=reports {
+                let body = json!({"id": action.id.to_string(), "status": {"execution": "proceeding",
+                    "result": {"finished": "none", "progress": {"cnt": n, "of": reports + 1}}}});
+                let r = client
+                    .post(&url)
+                    .header("authorization", format!("TargetToken {token}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("request");
+                assert!(r.status().is_success(), "{}", r.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    let _ = running.await;
+    (devices * reports) as f64 / elapsed
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let devices: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
+    let reports: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(40);
+    println!("feedback ingest: {devices} devices x {reports} progress reports, over HTTP");
+    let sqlite = run(None, devices, reports).await;
+    println!("  SQLite:     {sqlite:8.0} reports/s");
+    match TempPostgres::start() {
+        Some(pg) => {
+            let url = pg.create_database("bench").expect("createdb");
+            let postgres = run(Some(url), devices, reports).await;
+            println!("  PostgreSQL: {postgres:8.0} reports/s");
+            println!("  ratio PostgreSQL / SQLite: {:.2}", postgres / sqlite);
+        }
+        None => println!("  PostgreSQL: skipped (no initdb/pg_ctl)"),
+    }
+}
