@@ -55,7 +55,10 @@ impl KeysCommand {
 
 /// `KEY.pem` → `KEY.pub.pem`; any other name gets `.pub.pem` appended.
 pub fn public_key_path(private: &Path) -> PathBuf {
-    let name = private.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = private
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".pem").unwrap_or(&name);
     private.with_file_name(format!("{stem}.pub.pem"))
 }
@@ -65,13 +68,19 @@ fn generate(alg: Algorithm, out: &Path, force: bool) -> Result<()> {
     if !force {
         for p in [out, public_path.as_path()] {
             if p.exists() {
-                bail!("{} already exists; pass --force to overwrite it", p.display());
+                bail!(
+                    "{} already exists; pass --force to overwrite it",
+                    p.display()
+                );
             }
         }
     }
     let key = SigningKey::generate(alg);
     let private_pem = key.to_pkcs8_pem().context("encoding the private key")?;
-    let public_pem = key.public_key().to_public_key_pem().context("encoding the public key")?;
+    let public_pem = key
+        .public_key()
+        .to_public_key_pem()
+        .context("encoding the public key")?;
     write_private(out, private_pem.as_bytes())?;
     std::fs::write(&public_path, public_pem)
         .with_context(|| format!("cannot write {}", public_path.display()))?;
@@ -88,8 +97,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -98,7 +110,13 @@ mod tests {
 
     #[test]
     fn public_key_sits_next_to_the_private_key() {
-        assert_eq!(public_key_path(Path::new("k/release.pem")), Path::new("k/release.pub.pem"));
-        assert_eq!(public_key_path(Path::new("release")), Path::new("release.pub.pem"));
+        assert_eq!(
+            public_key_path(Path::new("k/release.pem")),
+            Path::new("k/release.pub.pem")
+        );
+        assert_eq!(
+            public_key_path(Path::new("release")),
+            Path::new("release.pub.pem")
+        );
     }
 }

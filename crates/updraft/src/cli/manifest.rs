@@ -14,8 +14,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 use updraft_manifest::{
-    Algorithm, Digest, Error, Manifest, ManifestSpec, PublicKey, SigningKey, Uuid, class_id, decode_unverified,
-    sign, verify,
+    Algorithm, Digest, Error, Manifest, ManifestSpec, PublicKey, SigningKey, Uuid, class_id,
+    decode_unverified, sign, verify,
 };
 
 /// Manifest commands.
@@ -57,7 +57,12 @@ pub struct SignArgs {
     #[arg(long, value_name = "UUID")]
     vendor_id: String,
     /// Device class UUID.
-    #[arg(long, value_name = "UUID", conflicts_with = "class", required_unless_present = "class")]
+    #[arg(
+        long,
+        value_name = "UUID",
+        conflicts_with = "class",
+        required_unless_present = "class"
+    )]
     class_id: Option<String>,
     /// Device class name: the class id is UUIDv5(vendor id, NAME).
     #[arg(long, value_name = "NAME")]
@@ -92,8 +97,16 @@ impl ManifestCommand {
     pub fn run(self) -> Result<()> {
         match self {
             ManifestCommand::Sign(args) => run_sign(args),
-            ManifestCommand::Verify { keys, envelope, image } => run_verify(&keys, &envelope, image.as_deref()),
-            ManifestCommand::Inspect { envelope, json, keys } => run_inspect(&envelope, json, &keys),
+            ManifestCommand::Verify {
+                keys,
+                envelope,
+                image,
+            } => run_verify(&keys, &envelope, image.as_deref()),
+            ManifestCommand::Inspect {
+                envelope,
+                json,
+                keys,
+            } => run_inspect(&envelope, json, &keys),
         }
     }
 }
@@ -107,19 +120,25 @@ fn parse_time(s: &str) -> Result<u64> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(secs);
     }
-    let t = humantime::parse_rfc3339_weak(s)
-        .with_context(|| format!("--expires {s:?}: expected RFC 3339 (2027-01-31T00:00:00Z) or Unix seconds"))?;
-    Ok(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+        format!("--expires {s:?}: expected RFC 3339 (2027-01-31T00:00:00Z) or Unix seconds")
+    })?;
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0))
 }
 
 /// SHA-256 and size of a file, read in chunks.
 fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -159,7 +178,10 @@ fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>> {
 }
 
 fn default_output(image: &Path) -> PathBuf {
-    let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = image
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".suit");
     image.with_file_name(name)
 }
@@ -189,10 +211,12 @@ fn run_sign(a: SignArgs) -> Result<()> {
         precursor_digest,
         expires_at: a.expires.as_deref().map(parse_time).transpose()?,
     };
-    spec.validate().context("the manifest would not be accepted by devices")?;
+    spec.validate()
+        .context("the manifest would not be accepted by devices")?;
     let envelope = sign(&spec, &key);
     // Never hand out an envelope we would not accept ourselves.
-    verify(&envelope, &[key.public_key()]).context("internal error: the signed envelope does not verify")?;
+    verify(&envelope, &[key.public_key()])
+        .context("internal error: the signed envelope does not verify")?;
     let out = a.out.clone().unwrap_or_else(|| default_output(&a.image));
     std::fs::write(&out, &envelope).with_context(|| format!("cannot write {}", out.display()))?;
     println!(
@@ -215,11 +239,16 @@ fn explain(e: Error, keys: &[PublicKey]) -> anyhow::Error {
             "signature does not verify with the given key(s): the envelope was signed with another key, or altered"
         ),
         Error::DigestMismatch => {
-            anyhow::anyhow!("the manifest was altered after signing: it does not match its signed digest")
+            anyhow::anyhow!(
+                "the manifest was altered after signing: it does not match its signed digest"
+            )
         }
         Error::NoKeyForAlgorithm(alg) => {
             let given: Vec<&str> = keys.iter().map(|k| k.algorithm().name()).collect();
-            anyhow::anyhow!("the envelope is signed with {alg}, but the given key(s) are {}", given.join(", "))
+            anyhow::anyhow!(
+                "the envelope is signed with {alg}, but the given key(s) are {}",
+                given.join(", ")
+            )
         }
         other => anyhow::anyhow!("not a valid Updraft SUIT envelope: {other}"),
     }
@@ -231,11 +260,16 @@ fn run_verify(key_paths: &[PathBuf], envelope_path: &Path, image: Option<&Path>)
     let v = verify(&bytes, &keys)
         .map_err(|e| explain(e, &keys))
         .with_context(|| format!("{} refused", envelope_path.display()))?;
-    let key_path = key_paths.get(v.key_index).map(|p| p.display().to_string()).unwrap_or_default();
+    let key_path = key_paths
+        .get(v.key_index)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     println!(
         "{}: signature OK ({}, key {}), sequence {}, version {}",
         envelope_path.display(),
-        keys.get(v.key_index).map(|k| k.algorithm().name()).unwrap_or("?"),
+        keys.get(v.key_index)
+            .map(|k| k.algorithm().name())
+            .unwrap_or("?"),
         key_path,
         v.manifest.sequence,
         v.manifest.version.unwrap_or("-"),
@@ -257,7 +291,11 @@ fn run_verify(key_paths: &[PathBuf], envelope_path: &Path, image: Option<&Path>)
                 hex::encode(v.manifest.image_digest)
             );
         }
-        println!("{}: image OK ({size} bytes, sha256 {})", image.display(), hex::encode(digest));
+        println!(
+            "{}: image OK ({size} bytes, sha256 {})",
+            image.display(),
+            hex::encode(digest)
+        );
     }
     Ok(())
 }
@@ -283,9 +321,18 @@ struct Inspection {
 }
 
 impl Inspection {
-    fn new(m: &Manifest<'_>, manifest_digest: &Digest, alg: Algorithm, verified_with: Option<String>) -> Self {
+    fn new(
+        m: &Manifest<'_>,
+        manifest_digest: &Digest,
+        alg: Algorithm,
+        verified_with: Option<String>,
+    ) -> Self {
         Inspection {
-            signature: if verified_with.is_some() { "verified" } else { "not_checked" },
+            signature: if verified_with.is_some() {
+                "verified"
+            } else {
+                "not_checked"
+            },
             algorithm: alg.name(),
             verified_with,
             manifest_digest: hex::encode(manifest_digest),
@@ -319,8 +366,14 @@ fn run_inspect(envelope_path: &Path, json: bool, key_paths: &[PathBuf]) -> Resul
         let v = verify(&bytes, &keys)
             .map_err(|e| explain(e, &keys))
             .with_context(|| format!("{} refused", envelope_path.display()))?;
-        let key = key_paths.get(v.key_index).map(|p| p.display().to_string()).unwrap_or_default();
-        let alg = keys.get(v.key_index).map(PublicKey::algorithm).unwrap_or(Algorithm::Ed25519);
+        let key = key_paths
+            .get(v.key_index)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let alg = keys
+            .get(v.key_index)
+            .map(PublicKey::algorithm)
+            .unwrap_or(Algorithm::Ed25519);
         Inspection::new(&v.manifest, &v.manifest_digest, alg, Some(key))
     };
     if json {
@@ -330,18 +383,31 @@ fn run_inspect(envelope_path: &Path, json: bool, key_paths: &[PathBuf]) -> Resul
     let i = &inspection;
     match &i.verified_with {
         Some(k) => println!("signature:        verified ({}, key {k})", i.algorithm),
-        None => println!("signature:        NOT checked (claims {}; pass --key PUB.pem to verify)", i.algorithm),
+        None => println!(
+            "signature:        NOT checked (claims {}; pass --key PUB.pem to verify)",
+            i.algorithm
+        ),
     }
     println!("manifest digest:  {}", i.manifest_digest);
     println!("sequence:         {}", i.sequence);
     println!("version:          {}", i.version.as_deref().unwrap_or("-"));
     println!("vendor id:        {}", i.vendor_id);
     println!("class id:         {}", i.class_id);
-    println!("component:        [{}]", i.component_id.iter().map(|s| format!("h'{s}'")).collect::<Vec<_>>().join(", "));
+    println!(
+        "component:        [{}]",
+        i.component_id
+            .iter()
+            .map(|s| format!("h'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("image digest:     sha256 {}", i.image_digest);
     println!("image size:       {} bytes", i.image_size);
     println!("uri:              {}", i.uri.as_deref().unwrap_or("-"));
-    println!("precursor digest: {}", i.precursor_digest.as_deref().unwrap_or("-"));
+    println!(
+        "precursor digest: {}",
+        i.precursor_digest.as_deref().unwrap_or("-")
+    );
     match (&i.expires_at, &i.expires_at_rfc3339) {
         (Some(s), Some(t)) => println!("expires:          {t} ({s})"),
         (Some(s), None) => println!("expires:          {s}"),
@@ -363,6 +429,9 @@ mod tests {
 
     #[test]
     fn default_output_appends_suit() {
-        assert_eq!(default_output(Path::new("out/fw.bin")), Path::new("out/fw.bin.suit"));
+        assert_eq!(
+            default_output(Path::new("out/fw.bin")),
+            Path::new("out/fw.bin.suit")
+        );
     }
 }
