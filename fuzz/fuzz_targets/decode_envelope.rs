@@ -24,22 +24,49 @@ fn envelope_around(manifest: &[u8], key: &ed25519_dalek::SigningKey) -> Vec<u8> 
     w.bytes(manifest).unwrap();
     let wrapped = w.into_writer();
     let mut d = Encoder::new(Vec::new());
-    d.array(2).unwrap().i64(-16).unwrap().bytes(&Sha256::digest(&wrapped)).unwrap();
+    d.array(2)
+        .unwrap()
+        .i64(-16)
+        .unwrap()
+        .bytes(&Sha256::digest(&wrapped))
+        .unwrap();
     let digest = d.into_writer();
     let protected = [0xa1, 0x01, 0x32]; // {1: -19}
     let mut s = Encoder::new(Vec::new());
-    s.array(4).unwrap().str("Signature1").unwrap().bytes(&protected).unwrap();
+    s.array(4)
+        .unwrap()
+        .str("Signature1")
+        .unwrap()
+        .bytes(&protected)
+        .unwrap();
     s.bytes(&[]).unwrap().bytes(&digest).unwrap();
     let signature = key.sign(&s.into_writer()).to_bytes();
     let mut c = Encoder::new(Vec::new());
-    c.tag(Tag::new(18)).unwrap().array(4).unwrap().bytes(&protected).unwrap();
+    c.tag(Tag::new(18))
+        .unwrap()
+        .array(4)
+        .unwrap()
+        .bytes(&protected)
+        .unwrap();
     c.map(0).unwrap().null().unwrap().bytes(&signature).unwrap();
     let cose = c.into_writer();
     let mut a = Encoder::new(Vec::new());
-    a.array(2).unwrap().bytes(&digest).unwrap().bytes(&cose).unwrap();
+    a.array(2)
+        .unwrap()
+        .bytes(&digest)
+        .unwrap()
+        .bytes(&cose)
+        .unwrap();
     let auth = a.into_writer();
     let mut e = Encoder::new(Vec::new());
-    e.tag(Tag::new(107)).unwrap().map(2).unwrap().i64(2).unwrap().bytes(&auth).unwrap();
+    e.tag(Tag::new(107))
+        .unwrap()
+        .map(2)
+        .unwrap()
+        .i64(2)
+        .unwrap()
+        .bytes(&auth)
+        .unwrap();
     e.i64(3).unwrap();
     let mut out = e.into_writer();
     out.extend_from_slice(&wrapped);

@@ -22,7 +22,7 @@ use updraft_manifest::{
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
     /// Sign a firmware image: write a SUIT envelope describing it.
-    Sign(SignArgs),
+    Sign(Box<SignArgs>),
     /// Verify an envelope's signature (and, with --image, the image file).
     Verify {
         /// Trusted public key (SPKI PEM); repeat for several.
@@ -96,7 +96,7 @@ impl ManifestCommand {
     /// Run the command.
     pub fn run(self) -> Result<()> {
         match self {
-            ManifestCommand::Sign(args) => run_sign(args),
+            ManifestCommand::Sign(args) => run_sign(*args),
             ManifestCommand::Verify {
                 keys,
                 envelope,
