@@ -72,6 +72,7 @@
 //!   and other parameters from whichever sequence sets them, each parameter at most once.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
