@@ -1132,14 +1132,24 @@ impl<'k> UpdateCore<'k> {
             manifest_digest: p.manifest_digest,
             size: p.image_size,
         };
-        if self.boot.trial != Some(Trial::Pending(candidate)) {
-            self.boot.trial = Some(Trial::Pending(candidate));
-            self.boot
-                .store(flash, &self.config.layout)
-                .map_err(|_| self.flash_error(now))?;
-        }
         if reboot_now {
             self.transition(now, Step::Rebooting, UpdateResult::Initial);
+        }
+        if self.boot.trial != Some(Trial::Pending(candidate)) {
+            let before = self.boot.trial;
+            self.boot.trial = Some(Trial::Pending(candidate));
+            if self.boot.store(flash, &self.config.layout).is_err() {
+                self.boot.trial = before;
+                if !reboot_now {
+                    return Err(self.flash_error(now));
+                }
+                // Updating -> Downloaded, result 8: the install failed, the verified image is
+                // still in the candidate slot and can be installed again.
+                self.transition(now, Step::Downloaded, UpdateResult::UpdateFailed);
+                return Err(OpError::Internal);
+            }
+        }
+        if reboot_now {
             self.push(Action::Reboot);
         } else {
             self.journal.phase = Phase::InstallDeferred;
