@@ -18,7 +18,12 @@ pub enum Decision {
 }
 
 /// What a deferral request turns into under the Maximum Defer Period.
-pub(crate) fn effective(decision: Decision, max_defer_period: u32, deferred_since: Option<u64>, now: Option<u64>) -> Decision {
+pub(crate) fn effective(
+    decision: Decision,
+    max_defer_period: u32,
+    deferred_since: Option<u64>,
+    now: Option<u64>,
+) -> Decision {
     if decision != Decision::Defer {
         return decision;
     }
@@ -39,14 +44,26 @@ mod tests {
 
     #[test]
     fn zero_max_defer_period_turns_defer_into_authorize() {
-        assert_eq!(effective(Decision::Defer, 0, None, Some(5)), Decision::Authorize);
+        assert_eq!(
+            effective(Decision::Defer, 0, None, Some(5)),
+            Decision::Authorize
+        );
         assert_eq!(effective(Decision::Reject, 0, None, None), Decision::Reject);
     }
 
     #[test]
     fn defer_is_allowed_until_the_period_has_passed() {
-        assert_eq!(effective(Decision::Defer, 60, None, Some(100)), Decision::Defer);
-        assert_eq!(effective(Decision::Defer, 60, Some(100), Some(159)), Decision::Defer);
-        assert_eq!(effective(Decision::Defer, 60, Some(100), Some(160)), Decision::Authorize);
+        assert_eq!(
+            effective(Decision::Defer, 60, None, Some(100)),
+            Decision::Defer
+        );
+        assert_eq!(
+            effective(Decision::Defer, 60, Some(100), Some(159)),
+            Decision::Defer
+        );
+        assert_eq!(
+            effective(Decision::Defer, 60, Some(100), Some(160)),
+            Decision::Authorize
+        );
     }
 }

@@ -143,7 +143,10 @@ fn get_candidate(r: &mut Reader<'_>) -> Option<Candidate> {
 impl BootState {
     fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
-        let mut w = Writer { buf: &mut out, pos: 0 };
+        let mut w = Writer {
+            buf: &mut out,
+            pos: 0,
+        };
         w.put(&[self.active.to_u8()]);
         w.put(&self.installed_sequence.to_le_bytes());
         w.put(&self.active_digest);
@@ -200,15 +203,20 @@ impl BootState {
             0 => None,
             k => Some((ImageState::from_u8(k)?, last_digest)),
         };
-        Some(BootState { active, installed_sequence, active_digest, trial, last })
+        Some(BootState {
+            active,
+            installed_sequence,
+            active_digest,
+            trial,
+            last,
+        })
     }
 
     /// Load the newest valid boot state; the default (slot A, counter 0) if none.
     pub fn load<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<BootState, F::Error> {
         let mut buf = [0u8; ENCODED_LEN];
         let n = RecordStore::new(layout.boot_state, BOOT_MAGIC).read(flash, &mut buf)?;
-        Ok(n
-            .and_then(|n| buf.get(..n))
+        Ok(n.and_then(|n| buf.get(..n))
             .and_then(BootState::decode)
             .unwrap_or_default())
     }
@@ -236,7 +244,12 @@ pub struct BootDecision {
 }
 
 /// SHA-256 of the first `size` bytes of a slot.
-pub fn slot_digest<F: NorFlash>(flash: &mut F, layout: &Layout, slot: Slot, size: u32) -> Result<Digest, F::Error> {
+pub fn slot_digest<F: NorFlash>(
+    flash: &mut F,
+    layout: &Layout,
+    slot: Slot,
+    size: u32,
+) -> Result<Digest, F::Error> {
     let region = layout.slot(slot);
     let mut h = Sha256::new();
     read_chunks(flash, region.offset, size.min(region.size), |b| h.update(b))?;
@@ -244,10 +257,17 @@ pub fn slot_digest<F: NorFlash>(flash: &mut F, layout: &Layout, slot: Slot, size
 }
 
 /// The boot-time slot selection (what a bootloader does before jumping to an image).
-pub fn select_boot_slot<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<BootDecision, F::Error> {
+pub fn select_boot_slot<F: NorFlash>(
+    flash: &mut F,
+    layout: &Layout,
+) -> Result<BootDecision, F::Error> {
     let mut st = BootState::load(flash, layout)?;
     match st.trial {
-        None => Ok(BootDecision { slot: st.active, trial: false, image_state: None }),
+        None => Ok(BootDecision {
+            slot: st.active,
+            trial: false,
+            image_state: None,
+        }),
         Some(Trial::Pending(c)) => {
             let ok = c.slot != st.active
                 && slot_digest(flash, layout, c.slot, c.size)? == c.image_digest;
@@ -255,12 +275,20 @@ pub fn select_boot_slot<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<B
                 st.trial = Some(Trial::Booted(c));
                 st.last = Some((ImageState::Testing, c.manifest_digest));
                 st.store(flash, layout)?;
-                Ok(BootDecision { slot: c.slot, trial: true, image_state: Some(ImageState::Testing) })
+                Ok(BootDecision {
+                    slot: c.slot,
+                    trial: true,
+                    image_state: Some(ImageState::Testing),
+                })
             } else {
                 st.trial = None;
                 st.last = Some((ImageState::Aborted, c.manifest_digest));
                 st.store(flash, layout)?;
-                Ok(BootDecision { slot: st.active, trial: false, image_state: Some(ImageState::Aborted) })
+                Ok(BootDecision {
+                    slot: st.active,
+                    trial: false,
+                    image_state: Some(ImageState::Aborted),
+                })
             }
         }
         Some(Trial::Booted(c)) => {
@@ -268,13 +296,20 @@ pub fn select_boot_slot<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<B
             st.trial = None;
             st.last = Some((ImageState::Rejected, c.manifest_digest));
             st.store(flash, layout)?;
-            Ok(BootDecision { slot: st.active, trial: false, image_state: Some(ImageState::Rejected) })
+            Ok(BootDecision {
+                slot: st.active,
+                trial: false,
+                image_state: Some(ImageState::Rejected),
+            })
         }
     }
 }
 
 /// Confirm the running trial image: it becomes active and the anti-rollback counter moves.
-pub fn confirm<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<BootState, BootError<F::Error>> {
+pub fn confirm<F: NorFlash>(
+    flash: &mut F,
+    layout: &Layout,
+) -> Result<BootState, BootError<F::Error>> {
     let mut st = BootState::load(flash, layout)?;
     let Some(Trial::Booted(c)) = st.trial else {
         return Err(BootError::NoTrial);
@@ -289,7 +324,10 @@ pub fn confirm<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<BootState,
 }
 
 /// Reject the running trial image: the next boot runs the old slot again.
-pub fn reject<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<BootState, BootError<F::Error>> {
+pub fn reject<F: NorFlash>(
+    flash: &mut F,
+    layout: &Layout,
+) -> Result<BootState, BootError<F::Error>> {
     let mut st = BootState::load(flash, layout)?;
     let Some(Trial::Booted(c)) = st.trial else {
         return Err(BootError::NoTrial);

@@ -63,7 +63,10 @@ pub struct Token {
 
 impl Default for Token {
     fn default() -> Self {
-        Self { len: 0, bytes: [0; MAX_TOKEN_LEN] }
+        Self {
+            len: 0,
+            bytes: [0; MAX_TOKEN_LEN],
+        }
     }
 }
 
@@ -139,7 +142,10 @@ impl Journal {
 
     fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
-        let mut w = Writer { buf: &mut out, pos: 0 };
+        let mut w = Writer {
+            buf: &mut out,
+            pos: 0,
+        };
         w.put(&[self.phase as u8]);
         w.put(&self.manifest_digest);
         w.put(&[self.token.len]);
@@ -184,8 +190,7 @@ impl Journal {
     pub fn load<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<Journal, F::Error> {
         let mut buf = [0u8; ENCODED_LEN];
         let n = RecordStore::new(layout.journal, JOURNAL_MAGIC).read(flash, &mut buf)?;
-        Ok(n
-            .and_then(|n| buf.get(..n))
+        Ok(n.and_then(|n| buf.get(..n))
             .and_then(Journal::decode)
             .unwrap_or_default())
     }
@@ -201,7 +206,11 @@ pub struct EnvelopeStore;
 
 impl EnvelopeStore {
     /// Persist an envelope.
-    pub fn store<F: NorFlash>(flash: &mut F, layout: &Layout, envelope: &[u8]) -> Result<(), F::Error> {
+    pub fn store<F: NorFlash>(
+        flash: &mut F,
+        layout: &Layout,
+        envelope: &[u8],
+    ) -> Result<(), F::Error> {
         RecordStore::new(layout.envelope, ENVELOPE_MAGIC).write(flash, envelope)
     }
 

@@ -101,12 +101,33 @@ impl Layout {
         let round = |n: u32| n.div_ceil(sector) * sector;
         let small = round(crate::journal::RECORD_CAPACITY);
         let env = round(updraft_manifest::MAX_ENVELOPE_LEN as u32 + crate::record::HEADER_LEN);
-        let slot_a = Region { offset: 0, size: slot_size };
-        let slot_b = Region { offset: slot_size, size: slot_size };
-        let boot_state = Region { offset: 2 * slot_size, size: 2 * small };
-        let journal = Region { offset: boot_state.end(), size: 2 * small };
-        let envelope = Region { offset: journal.end(), size: 2 * env };
-        Layout { slot_a, slot_b, boot_state, journal, envelope }
+        let slot_a = Region {
+            offset: 0,
+            size: slot_size,
+        };
+        let slot_b = Region {
+            offset: slot_size,
+            size: slot_size,
+        };
+        let boot_state = Region {
+            offset: 2 * slot_size,
+            size: 2 * small,
+        };
+        let journal = Region {
+            offset: boot_state.end(),
+            size: 2 * small,
+        };
+        let envelope = Region {
+            offset: journal.end(),
+            size: 2 * env,
+        };
+        Layout {
+            slot_a,
+            slot_b,
+            boot_state,
+            journal,
+            envelope,
+        }
     }
 
     /// One past the last byte used.
@@ -125,11 +146,19 @@ impl Layout {
     /// Check the layout against a flash of this type and capacity.
     pub fn check<F: NorFlash>(&self, capacity: usize) -> Result<(), LayoutError> {
         let erase = F::ERASE_SIZE as u32;
-        if F::WRITE_SIZE == 0 || F::WRITE_SIZE > MAX_WRITE_SIZE || MAX_WRITE_SIZE % F::WRITE_SIZE != 0
+        if F::WRITE_SIZE == 0
+            || F::WRITE_SIZE > MAX_WRITE_SIZE
+            || MAX_WRITE_SIZE % F::WRITE_SIZE != 0
         {
             return Err(LayoutError::UnsupportedWriteSize);
         }
-        let all = [self.slot_a, self.slot_b, self.boot_state, self.journal, self.envelope];
+        let all = [
+            self.slot_a,
+            self.slot_b,
+            self.boot_state,
+            self.journal,
+            self.envelope,
+        ];
         for r in &all {
             if erase == 0 || r.offset % erase != 0 || r.size % erase != 0 || r.size == 0 {
                 return Err(LayoutError::NotAligned);

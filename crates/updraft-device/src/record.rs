@@ -96,7 +96,11 @@ impl RecordStore {
 
     /// Read the newest valid payload into `buf`; its length, or `None` if there is no valid
     /// record (or it does not fit `buf`).
-    pub fn read<F: NorFlash>(&self, flash: &mut F, buf: &mut [u8]) -> Result<Option<usize>, F::Error> {
+    pub fn read<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, F::Error> {
         let Some(found) = self.newest(flash)? else {
             return Ok(None);
         };
@@ -138,7 +142,13 @@ mod tests {
     use crate::sim::SimFlash;
 
     fn store() -> RecordStore {
-        RecordStore::new(Region { offset: 0, size: 2048 }, 0x5550_4452)
+        RecordStore::new(
+            Region {
+                offset: 0,
+                size: 2048,
+            },
+            0x5550_4452,
+        )
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub struct SimFlash<const ERASE: usize = 4096, const WRITE: usize = 4> {
     cut_at: Option<u64>,
     dead: bool,
     rng: u64,
+    violations: u64,
 }
 
 impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
@@ -70,6 +71,7 @@ impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
             cut_at: None,
             dead: false,
             rng: 0x9E37_79B9_7F4A_7C15,
+            violations: 0,
         }
     }
 
@@ -86,6 +88,11 @@ impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
     /// Erases so far.
     pub fn erases(&self) -> u64 {
         self.erases
+    }
+
+    /// Writes refused because they would set a 0 bit to 1 (a bug in the writer).
+    pub fn nor_violations(&self) -> u64 {
+        self.violations
     }
 
     /// Erase count of each sector.
@@ -209,7 +216,10 @@ impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE>
         self.writes += 1;
         for (i, (&old, &new)) in self.mem[start..].iter().zip(bytes).enumerate() {
             if new & !old != 0 {
-                return Err(SimError::NotErased { offset: offset + i as u32 });
+                self.violations += 1;
+                return Err(SimError::NotErased {
+                    offset: offset + i as u32,
+                });
             }
         }
         if cut {
@@ -329,7 +339,13 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
         padded.resize(image.len().div_ceil(WRITE) * WRITE, 0xFF);
         self.flash.write(slot.offset, &padded)?;
         let digest = crate::verify::sha256(image);
-        boot::provision(&mut self.flash, &self.config.layout, Slot::A, digest, sequence)
+        boot::provision(
+            &mut self.flash,
+            &self.config.layout,
+            Slot::A,
+            digest,
+            sequence,
+        )
     }
 
     /// Boot: the bootloader picks a slot, the core starts, a trial image runs its self-test.
@@ -419,7 +435,11 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
                     let data = self.server.image[start..end].to_vec();
                     let token = self.server.token.clone();
                     self.served.push(offset);
-                    let _ = self.send(Event::Block { offset, data: &data, token: &token });
+                    let _ = self.send(Event::Block {
+                        offset,
+                        data: &data,
+                        token: &token,
+                    });
                 }
                 Action::AuthorizeDownload { .. } => {
                     let d = self.app.download;
@@ -468,7 +488,10 @@ mod tests {
         let mut f = SimFlash::<256, 4>::new(1024);
         assert_eq!(f.write(0, &[0x0F; 4]), Ok(()));
         assert_eq!(f.write(0, &[0x0F; 4]), Ok(()));
-        assert_eq!(f.write(0, &[0xF0; 4]), Err(SimError::NotErased { offset: 0 }));
+        assert_eq!(
+            f.write(0, &[0xF0; 4]),
+            Err(SimError::NotErased { offset: 0 })
+        );
         assert_eq!(f.erase(0, 256), Ok(()));
         assert_eq!(f.write(0, &[0xF0; 4]), Ok(()));
         assert_eq!(f.write(2, &[0; 4]), Err(SimError::NotAligned));

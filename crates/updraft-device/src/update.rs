@@ -327,7 +327,11 @@ impl<'k> UpdateCore<'k> {
         Ok(core)
     }
 
-    fn continue_after_boot<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>) -> Result<(), OpError> {
+    fn continue_after_boot<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<(), OpError> {
         if let Some(Trial::Booted(_)) = self.boot.trial {
             self.push(Action::ImageState(ImageState::Testing));
             self.transition(now, Step::Testing, UpdateResult::Initial);
@@ -411,7 +415,11 @@ impl<'k> UpdateCore<'k> {
 
     /// Load and re-verify the persisted envelope of the journal; on failure the journal is
     /// discarded. Returns whether the manifest is in hand.
-    fn restore_manifest<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>) -> Result<bool, OpError> {
+    fn restore_manifest<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<bool, OpError> {
         let len = EnvelopeStore::load(flash, &self.config.layout, &mut self.envelope)
             .map_err(|_| self.flash_error(now))?;
         let verified = len.map(|n| {
@@ -444,7 +452,9 @@ impl<'k> UpdateCore<'k> {
             Event::WritePackageUri(uri) => self.write_uri(flash, now, uri),
             Event::WritePackage { offset, data } => self.write_package(flash, now, offset, data),
             Event::Execute => match self.step {
-                Step::Downloaded | Step::InstallDeferred | Step::AwaitInstallAuth => self.execute(now),
+                Step::Downloaded | Step::InstallDeferred | Step::AwaitInstallAuth => {
+                    self.execute(now)
+                }
                 _ => Err(OpError::MethodNotAllowed),
             },
             Event::Cancel => match self.step {
@@ -472,7 +482,11 @@ impl<'k> UpdateCore<'k> {
                     None => self.discard(flash, now, UpdateResult::UnsupportedPackage, false),
                 }
             }
-            Event::Block { offset, data, token } => self.on_block(flash, now, offset, data, token),
+            Event::Block {
+                offset,
+                data,
+                token,
+            } => self.on_block(flash, now, offset, data, token),
             Event::DownloadFailed(why) => {
                 let active = matches!(self.step, Step::FetchingManifest)
                     || (self.step == Step::Downloading && self.delivery == Delivery::Pull);
@@ -505,7 +519,8 @@ impl<'k> UpdateCore<'k> {
                     Decision::Reject => self.discard(flash, now, UpdateResult::Cancelled, true),
                     Decision::Defer => {
                         self.journal.phase = Phase::DownloadDeferred;
-                        self.journal.deferred_since = self.journal.deferred_since.or(now).or(Some(0));
+                        self.journal.deferred_since =
+                            self.journal.deferred_since.or(now).or(Some(0));
                         self.store_journal(flash, now)?;
                         self.transition(now, Step::DownloadDeferred, UpdateResult::Deferred);
                         Ok(())
@@ -660,7 +675,11 @@ impl<'k> UpdateCore<'k> {
         OpError::Internal
     }
 
-    fn store_journal<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>) -> Result<(), OpError> {
+    fn store_journal<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<(), OpError> {
         self.journal
             .store(flash, &self.config.layout)
             .map_err(|_| self.flash_error(now))
@@ -753,7 +772,11 @@ impl<'k> UpdateCore<'k> {
     }
 
     /// The envelope in the buffer is complete: verify it before anything is written.
-    fn accept_envelope<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>) -> Result<(), OpError> {
+    fn accept_envelope<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<(), OpError> {
         let p = match self.verify_envelope(now) {
             Ok(p) => p,
             Err(result) => {
@@ -811,7 +834,12 @@ impl<'k> UpdateCore<'k> {
 
     // ---- /5 writes ---------------------------------------------------------------------
 
-    fn write_uri<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>, uri: &str) -> Result<(), OpError> {
+    fn write_uri<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+        uri: &str,
+    ) -> Result<(), OpError> {
         if self.step.state() == State::Updating {
             return Err(OpError::MethodNotAllowed);
         }
@@ -930,7 +958,11 @@ impl<'k> UpdateCore<'k> {
 
     // ---- download ----------------------------------------------------------------------
 
-    fn start_download<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>) -> Result<(), OpError> {
+    fn start_download<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<(), OpError> {
         let p = self.pending_or_fail(now)?;
         self.journal.phase = Phase::Downloading;
         self.journal.offset = 0;
@@ -950,7 +982,11 @@ impl<'k> UpdateCore<'k> {
 
     /// Continue a journaled download: re-hash the durable prefix from the candidate slot and
     /// ask for the next block.
-    fn resume_download<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>) -> Result<(), OpError> {
+    fn resume_download<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<(), OpError> {
         let p = self.pending_or_fail(now)?;
         let mut v = ImageVerifier::new(p.image_size, p.image_digest);
         let offset = self.journal.offset.min(p.image_size);
@@ -1069,15 +1105,19 @@ impl<'k> UpdateCore<'k> {
         let (body, tail) = rest.split_at(aligned);
         write_image(flash, slot, pos, body).map_err(|_| self.flash_error(now))?;
         pos += aligned as u32;
-        if let Some(dst) = self.carry.get_mut(self.carry_len..self.carry_len + tail.len()) {
+        if let Some(dst) = self
+            .carry
+            .get_mut(self.carry_len..self.carry_len + tail.len())
+        {
             dst.copy_from_slice(tail);
             self.carry_len += tail.len();
         }
         if complete && self.carry_len > 0 {
             let mut chunk = [0xFFu8; MAX_WRITE_SIZE];
-            if let (Some(dst), Some(src)) =
-                (chunk.get_mut(..self.carry_len), self.carry.get(..self.carry_len))
-            {
+            if let (Some(dst), Some(src)) = (
+                chunk.get_mut(..self.carry_len),
+                self.carry.get(..self.carry_len),
+            ) {
                 dst.copy_from_slice(src);
             }
             write_image(flash, slot, pos, chunk.get(..w).unwrap_or(&[]))
@@ -1089,7 +1129,9 @@ impl<'k> UpdateCore<'k> {
         self.journal.offset = pos.min(size);
         let percent = (u64::from(received) * 100 / u64::from(size.max(1))) as u8;
         if percent / 5 > self.last_percent / 5 {
-            self.push(Action::Progress { percent: percent / 5 * 5 });
+            self.push(Action::Progress {
+                percent: percent / 5 * 5,
+            });
         }
         self.last_percent = percent;
         if complete {
@@ -1098,7 +1140,11 @@ impl<'k> UpdateCore<'k> {
         self.store_journal(flash, now)
     }
 
-    fn download_complete<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>) -> Result<(), OpError> {
+    fn download_complete<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<(), OpError> {
         let verdict = self.verifier.as_ref().map(ImageVerifier::finish);
         if verdict != Some(Ok(())) {
             return self.discard(flash, now, UpdateResult::IntegrityFailure, false);
@@ -1123,7 +1169,12 @@ impl<'k> UpdateCore<'k> {
 
     /// Mark the candidate for a trial boot; `now` requests the reboot, otherwise the install
     /// is deferred to the next reboot.
-    fn install<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>, reboot_now: bool) -> Result<(), OpError> {
+    fn install<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+        reboot_now: bool,
+    ) -> Result<(), OpError> {
         let p = self.pending_or_fail(now)?;
         let candidate = Candidate {
             slot: self.boot.candidate_slot(),
@@ -1160,7 +1211,12 @@ impl<'k> UpdateCore<'k> {
         Ok(())
     }
 
-    fn self_test<F: NorFlash>(&mut self, flash: &mut F, now: Option<u64>, passed: bool) -> Result<(), OpError> {
+    fn self_test<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+        passed: bool,
+    ) -> Result<(), OpError> {
         if self.step != Step::Testing {
             return Err(OpError::MethodNotAllowed);
         }
@@ -1207,7 +1263,12 @@ fn v_complete(v: &Option<ImageVerifier>) -> bool {
 
 /// Write image bytes at `pos` of `slot`, erasing each sector whose start the write covers
 /// first (sectors are erased lazily, as the download reaches them).
-fn write_image<F: NorFlash>(flash: &mut F, slot: Region, pos: u32, bytes: &[u8]) -> Result<(), F::Error> {
+fn write_image<F: NorFlash>(
+    flash: &mut F,
+    slot: Region,
+    pos: u32,
+    bytes: &[u8],
+) -> Result<(), F::Error> {
     if bytes.is_empty() {
         return Ok(());
     }

@@ -39,10 +39,7 @@ impl ImageVerifier {
     /// Hash the next bytes; refuses (and hashes nothing) if they go beyond the signed size.
     pub fn update(&mut self, bytes: &[u8]) -> Result<(), VerifyError> {
         let len = u32::try_from(bytes.len()).map_err(|_| VerifyError::TooLong)?;
-        let total = self
-            .received
-            .checked_add(len)
-            .ok_or(VerifyError::TooLong)?;
+        let total = self.received.checked_add(len).ok_or(VerifyError::TooLong)?;
         if total > self.size {
             return Err(VerifyError::TooLong);
         }
