@@ -148,7 +148,7 @@ impl Layout {
         let erase = F::ERASE_SIZE as u32;
         if F::WRITE_SIZE == 0
             || F::WRITE_SIZE > MAX_WRITE_SIZE
-            || MAX_WRITE_SIZE % F::WRITE_SIZE != 0
+            || !MAX_WRITE_SIZE.is_multiple_of(F::WRITE_SIZE)
         {
             return Err(LayoutError::UnsupportedWriteSize);
         }

@@ -206,7 +206,7 @@ impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE>
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
         let start = offset as usize;
-        if start % WRITE != 0 || bytes.len() % WRITE != 0 {
+        if !start.is_multiple_of(WRITE) || !bytes.len().is_multiple_of(WRITE) {
             return Err(SimError::NotAligned);
         }
         if start + bytes.len() > self.mem.len() {

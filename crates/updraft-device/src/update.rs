@@ -286,7 +286,7 @@ impl<'k> UpdateCore<'k> {
             .layout
             .check::<F>(flash.capacity())
             .map_err(StartError::Layout)?;
-        if config.block_size == 0 || config.block_size % F::WRITE_SIZE as u32 != 0 {
+        if config.block_size == 0 || !config.block_size.is_multiple_of(F::WRITE_SIZE as u32) {
             return Err(StartError::BlockSize);
         }
         let boot = BootState::load(flash, &config.layout).map_err(StartError::Flash)?;
