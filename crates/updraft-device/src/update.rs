@@ -1055,8 +1055,9 @@ impl<'k> UpdateCore<'k> {
         }
         let expected = self.verifier.as_ref().map_or(0, ImageVerifier::received);
         if offset != expected || data.is_empty() {
+            // Not the block asked for (a duplicate or a runtime bug): drop it. The request in
+            // flight stays in flight; `Event::Resume` asks again if the runtime lost it.
             self.stats.blocks_dropped += 1;
-            self.fetch_next();
             return Ok(());
         }
         self.process_image_bytes(flash, now, data)?;
@@ -1245,6 +1246,10 @@ impl<'k> UpdateCore<'k> {
                 Ok(())
             }
             Step::InstallDeferred => self.execute(now),
+            Step::Downloading => {
+                self.fetch_next();
+                Ok(())
+            }
             Step::Idle if self.journal.phase == Phase::Downloading => {
                 if self.pending.is_none() && !self.restore_manifest(flash, now)? {
                     return Ok(());
