@@ -121,10 +121,10 @@ impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
         self.dead
     }
 
-    /// Power back on (pending cuts are cancelled; contents are kept).
+    /// Power back on. Contents are kept; a cut scheduled for a later operation stays
+    /// scheduled (so a sweep also reaches the operations after a requested reboot).
     pub fn reboot(&mut self) {
         self.dead = false;
-        self.cut_at = None;
     }
 
     fn next_rand(&mut self) -> u64 {
