@@ -10,7 +10,7 @@ use embedded_storage::nor_flash::NorFlash;
 use updraft_manifest::{Digest, MAX_ENVELOPE_LEN};
 
 use crate::layout::Layout;
-use crate::record::RecordStore;
+use crate::record::{ENTRY_LEN, RecordStore};
 
 /// Longest resume token kept (an ETag is at most 8 bytes in CoAP; HTTP ETags are longer).
 pub const MAX_TOKEN_LEN: usize = 64;
@@ -186,19 +186,58 @@ impl Journal {
         })
     }
 
-    /// Load the newest valid journal; an empty one if there is none.
+    /// Load the newest valid journal (with the last valid appended offset); an empty one if
+    /// there is none.
     pub fn load<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<Journal, F::Error> {
         let mut buf = [0u8; ENCODED_LEN];
-        let n = RecordStore::new(layout.journal, JOURNAL_MAGIC).read(flash, &mut buf)?;
-        Ok(n.and_then(|n| buf.get(..n))
+        let mut offset = None;
+        let n = RecordStore::new(layout.journal, JOURNAL_MAGIC).read_with_entries(
+            flash,
+            &mut buf,
+            |e| {
+                if let Some(o) = decode_offset_entry(e) {
+                    offset = Some(o);
+                }
+            },
+        )?;
+        let mut j = n
+            .and_then(|n| buf.get(..n))
             .and_then(Journal::decode)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        if let Some(o) = offset {
+            j.offset = o;
+        }
+        Ok(j)
+    }
+
+    /// Persist only a new durable offset, as an appended entry (one write, no erase).
+    /// `Ok(false)`: no room; call [`store`](Self::store) instead.
+    pub fn append_offset<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        layout: &Layout,
+    ) -> Result<bool, F::Error> {
+        if self.offset == 0 {
+            return Ok(false);
+        }
+        let mut e = [0xFFu8; ENTRY_LEN as usize];
+        e[0..4].copy_from_slice(&self.offset.to_le_bytes());
+        e[4..8].copy_from_slice(&(!self.offset).to_le_bytes());
+        RecordStore::new(layout.journal, JOURNAL_MAGIC).append(flash, &e)
     }
 
     /// Persist (power-loss safe).
     pub fn store<F: NorFlash>(&self, flash: &mut F, layout: &Layout) -> Result<(), F::Error> {
         RecordStore::new(layout.journal, JOURNAL_MAGIC).write(flash, &self.encode())
     }
+}
+
+/// An offset entry is `offset | !offset` (little endian), offset non-zero. Under NOR
+/// programming (bits only go 1 -> 0), any partially written entry fails this check.
+fn decode_offset_entry(e: &[u8; ENTRY_LEN as usize]) -> Option<u32> {
+    let a = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+    let b = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+    (a != 0 && a == !b).then_some(a)
 }
 
 /// The persisted manifest envelope (needed to resume or install after a reboot).
@@ -272,6 +311,63 @@ mod tests {
         j.reject([9; 32]);
         assert_eq!(Journal::decode(&j.encode()), Some(j));
         assert!(ENCODED_LEN as u32 + crate::record::HEADER_LEN <= RECORD_CAPACITY);
+    }
+
+    #[test]
+    fn appended_offsets_win_and_a_cut_entry_keeps_the_previous_or_the_new_offset() {
+        use crate::sim::SimFlash;
+        let layout = Layout::packed(4096, 1024);
+        let mut kept_previous = 0;
+        for seed in 0..32u64 {
+            let mut f = SimFlash::<1024, 4>::new(layout.end() as usize);
+            f.seed(seed * 7919 + 1);
+            let mut j = Journal {
+                phase: Phase::Downloading,
+                offset: 0,
+                ..Journal::default()
+            };
+            assert_eq!(j.store(&mut f, &layout), Ok(()));
+            j.offset = 512;
+            assert_eq!(j.append_offset(&mut f, &layout), Ok(true));
+            j.offset = 1024;
+            f.cut_power_at(1);
+            assert!(j.append_offset(&mut f, &layout).is_err());
+            f.reboot();
+            let loaded = Journal::load(&mut f, &layout).map(|j| j.offset);
+            assert!(loaded == Ok(512) || loaded == Ok(1024), "{loaded:?}");
+            kept_previous += usize::from(loaded == Ok(512));
+            // The next append goes after the cut entry, and wins.
+            j.offset = 1536;
+            assert_eq!(j.append_offset(&mut f, &layout), Ok(true));
+            assert_eq!(Journal::load(&mut f, &layout).map(|j| j.offset), Ok(1536));
+        }
+        assert!(kept_previous > 0);
+    }
+
+    #[test]
+    fn a_full_entry_area_asks_for_a_record_rewrite() {
+        use crate::sim::SimFlash;
+        let layout = Layout::packed(4096, 1024);
+        let mut f = SimFlash::<1024, 4>::new(layout.end() as usize);
+        let mut j = Journal {
+            phase: Phase::Downloading,
+            ..Journal::default()
+        };
+        j.store(&mut f, &layout).ok();
+        let mut appended = 0;
+        loop {
+            j.offset += 1;
+            match j.append_offset(&mut f, &layout) {
+                Ok(true) => appended += 1,
+                _ => break,
+            }
+        }
+        assert!(appended > 10);
+        j.store(&mut f, &layout).ok();
+        assert_eq!(
+            Journal::load(&mut f, &layout).map(|l| l.offset),
+            Ok(j.offset)
+        );
     }
 
     #[test]

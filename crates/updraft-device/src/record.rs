@@ -2,6 +2,12 @@
 //! is `magic u32 | sequence u32 | length u32 | crc32 u32` (little endian, CRC-32 over sequence,
 //! length and payload).
 //!
+//! After the payload, a copy has room for small fixed-size *entries* appended without an erase
+//! ([`RecordStore::append`]): the journal uses them for the durable offset, so a block costs one
+//! write instead of an erase and two writes (flash wear). Each entry must carry its own
+//! validity check (the journal writes `offset | !offset`, which detects any partial program).
+//! Rewriting the record erases its copy and so starts a fresh entry list.
+//!
 //! A write goes to the copy that is *not* the newest valid one: erase it, write the payload,
 //! then the header last. A cut anywhere leaves either the old copy (newest valid) or the new
 //! one; the only valid copy is never erased. Reading picks the valid copy with the higher
@@ -13,6 +19,9 @@ use crate::layout::{Region, read_chunks, write_padded};
 
 /// Bytes of the record header.
 pub const HEADER_LEN: u32 = 16;
+
+/// Bytes of an appended entry (the largest supported write granularity).
+pub const ENTRY_LEN: u32 = crate::layout::MAX_WRITE_SIZE as u32;
 
 /// CRC-32 (IEEE, reflected), bitwise: small code, records are short.
 #[derive(Clone, Copy)]
@@ -109,6 +118,63 @@ impl RecordStore {
         };
         flash.read(self.copy_offset(found.copy) + HEADER_LEN, dst)?;
         Ok(Some(found.len as usize))
+    }
+
+    fn entries_start(&self, found: &Found) -> u32 {
+        (HEADER_LEN + found.len).div_ceil(ENTRY_LEN) * ENTRY_LEN
+    }
+
+    /// Read the newest valid payload into `buf` and hand every appended entry after it (in
+    /// order, including partially written ones: the caller validates) to `on_entry`.
+    pub fn read_with_entries<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        buf: &mut [u8],
+        mut on_entry: impl FnMut(&[u8; ENTRY_LEN as usize]),
+    ) -> Result<Option<usize>, F::Error> {
+        let Some(found) = self.newest(flash)? else {
+            return Ok(None);
+        };
+        let Some(dst) = buf.get_mut(..found.len as usize) else {
+            return Ok(None);
+        };
+        let base = self.copy_offset(found.copy);
+        flash.read(base + HEADER_LEN, dst)?;
+        let mut pos = self.entries_start(&found);
+        while pos + ENTRY_LEN <= self.copy_size() {
+            let mut e = [0u8; ENTRY_LEN as usize];
+            flash.read(base + pos, &mut e)?;
+            if e.iter().all(|&b| b == 0xFF) {
+                break;
+            }
+            on_entry(&e);
+            pos += ENTRY_LEN;
+        }
+        Ok(Some(found.len as usize))
+    }
+
+    /// Append an entry after the newest record, in the first erased entry slot. `Ok(false)` if
+    /// there is no valid record or no room left (the caller then rewrites the record).
+    pub fn append<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        entry: &[u8; ENTRY_LEN as usize],
+    ) -> Result<bool, F::Error> {
+        let Some(found) = self.newest(flash)? else {
+            return Ok(false);
+        };
+        let base = self.copy_offset(found.copy);
+        let mut pos = self.entries_start(&found);
+        while pos + ENTRY_LEN <= self.copy_size() {
+            let mut e = [0u8; ENTRY_LEN as usize];
+            flash.read(base + pos, &mut e)?;
+            if e.iter().all(|&b| b == 0xFF) {
+                write_padded(flash, base + pos, entry)?;
+                return Ok(true);
+            }
+            pos += ENTRY_LEN;
+        }
+        Ok(false)
     }
 
     /// Write a new record (the older copy is replaced; the newest valid one is kept until the

@@ -258,6 +258,7 @@ pub struct UpdateCore<'k> {
     push_header: [u8; 4],
     push_consumed: u32,
     envelope_len: usize,
+    journal_synced: bool,
     last_percent: u8,
     uri: [u8; MAX_URI_LEN],
     uri_len: usize,
@@ -308,6 +309,7 @@ impl<'k> UpdateCore<'k> {
             push_header: [0; 4],
             push_consumed: 0,
             envelope_len: 0,
+            journal_synced: false,
             last_percent: 0,
             uri: [0; MAX_URI_LEN],
             uri_len: 0,
@@ -379,6 +381,7 @@ impl<'k> UpdateCore<'k> {
                         if self.config.resume == ResumeMode::Restart {
                             self.journal.offset = 0;
                             self.journal.token = Token::default();
+                            self.journal_synced = false;
                         }
                         self.transition(now, Step::Downloading, UpdateResult::Initial);
                         self.resume_download(flash, now)?;
@@ -682,7 +685,26 @@ impl<'k> UpdateCore<'k> {
     ) -> Result<(), OpError> {
         self.journal
             .store(flash, &self.config.layout)
-            .map_err(|_| self.flash_error(now))
+            .map_err(|_| self.flash_error(now))?;
+        self.journal_synced = true;
+        Ok(())
+    }
+
+    /// Persist a new durable offset: an appended entry when the record on flash is otherwise
+    /// current, else a full record.
+    fn store_progress<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        now: Option<u64>,
+    ) -> Result<(), OpError> {
+        if self.journal_synced {
+            match self.journal.append_offset(flash, &self.config.layout) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(_) => return Err(self.flash_error(now)),
+            }
+        }
+        self.store_journal(flash, now)
     }
 
     fn pending_or_fail(&mut self, now: Option<u64>) -> Result<Pending, OpError> {
@@ -1044,14 +1066,16 @@ impl<'k> UpdateCore<'k> {
             self.carry_len = 0;
             self.journal.offset = 0;
             self.journal.token = Token::new(token).unwrap_or_default();
+            self.journal_synced = false;
             self.last_percent = 0;
             if offset != 0 {
                 self.stats.blocks_dropped += 1;
                 self.fetch_next();
                 return Ok(());
             }
-        } else if known.is_empty() {
+        } else if known.is_empty() && !token.is_empty() {
             self.journal.token = Token::new(token).unwrap_or_default();
+            self.journal_synced = false;
         }
         let expected = self.verifier.as_ref().map_or(0, ImageVerifier::received);
         if offset != expected || data.is_empty() {
@@ -1138,7 +1162,7 @@ impl<'k> UpdateCore<'k> {
         if complete {
             return self.download_complete(flash, now);
         }
-        self.store_journal(flash, now)
+        self.store_progress(flash, now)
     }
 
     fn download_complete<F: NorFlash>(
