@@ -752,12 +752,12 @@ impl<'k> UpdateCore<'k> {
             .get(..self.envelope_len)
             .ok_or(UpdateResult::UnsupportedPackage)?;
         let v = updraft_manifest::verify(env, self.config.trusted_keys).map_err(|e| match e {
-            updraft_manifest::Error::BadSignature | updraft_manifest::Error::DigestMismatch => {
-                UpdateResult::IntegrityFailure
-            }
-            updraft_manifest::Error::TooLarge(_) | updraft_manifest::Error::Malformed(_) => {
-                UpdateResult::UnsupportedPackage
-            }
+            // Not authenticated by a trusted key: an integrity failure.
+            updraft_manifest::Error::BadSignature
+            | updraft_manifest::Error::DigestMismatch
+            | updraft_manifest::Error::NoKeyForAlgorithm(_) => UpdateResult::IntegrityFailure,
+            // Anything the decoder cannot or will not read: not a package for us.
+            _ => UpdateResult::UnsupportedPackage,
         })?;
         let m = &v.manifest;
         let slot: Region = self.config.layout.slot(self.boot.candidate_slot());
