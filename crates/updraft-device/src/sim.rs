@@ -308,6 +308,8 @@ pub struct SimDevice<'k, const ERASE: usize = 4096, const WRITE: usize = 4> {
     pub reboots: u32,
     /// Restart points of downloads after power cuts.
     pub resume_points: Vec<ResumePoint>,
+    /// The boot state found at every boot (after the slot selection).
+    pub boot_log: Vec<BootState>,
     awaiting_resume: Option<u32>,
 }
 
@@ -327,6 +329,7 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
             power_cuts: 0,
             reboots: 0,
             resume_points: Vec::new(),
+            boot_log: Vec::new(),
             awaiting_resume: None,
         }
     }
@@ -359,6 +362,9 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
                 continue;
             };
             self.booted = Some(decision);
+            if let Ok(st) = BootState::load(&mut self.flash, &self.config.layout) {
+                self.boot_log.push(st);
+            }
             self.now += 1;
             match UpdateCore::start(&mut self.flash, self.config, Some(self.now)) {
                 Ok(core) => self.core = Some(core),

@@ -109,8 +109,16 @@ pub fn device<'k>(keys: &'k [PublicKey], server: SimServer) -> Device<'k> {
 }
 
 pub fn device_with<'k>(config: Config<'k>, server: SimServer) -> Device<'k> {
-    let flash = Flash::new(config.layout.end() as usize);
-    let mut dev = Device::new(flash, config, server);
+    device_on::<ERASE, WRITE>(config, server)
+}
+
+/// A provisioned, powered-on device on a flash of any geometry.
+pub fn device_on<'k, const E: usize, const W: usize>(
+    config: Config<'k>,
+    server: SimServer,
+) -> SimDevice<'k, E, W> {
+    let flash = SimFlash::<E, W>::new(config.layout.end() as usize);
+    let mut dev = SimDevice::new(flash, config, server);
     dev.provision(&old_image(), OLD_SEQ).expect("provision");
     dev.power_on();
     drain(&mut dev);
@@ -118,7 +126,7 @@ pub fn device_with<'k>(config: Config<'k>, server: SimServer) -> Device<'k> {
 }
 
 /// Pop every queued action without serving it.
-pub fn drain(dev: &mut Device<'_>) -> Vec<Action> {
+pub fn drain<const E: usize, const W: usize>(dev: &mut SimDevice<'_, E, W>) -> Vec<Action> {
     let mut out = Vec::new();
     if let Some(core) = dev.core.as_mut() {
         while let Some(a) = core.poll_action() {
