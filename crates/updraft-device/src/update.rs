@@ -951,7 +951,7 @@ impl<'k> UpdateCore<'k> {
                 return self.discard(flash, now, UpdateResult::UnsupportedPackage, false);
             }
             let have = self.push_consumed as usize - 4;
-            let take = rest.len().min(want - have);
+            let take = rest.len().min(want.saturating_sub(have));
             let (part, tail) = rest.split_at(take);
             if let Some(dst) = self.envelope.get_mut(have..have + take) {
                 dst.copy_from_slice(part);

@@ -450,3 +450,100 @@ fn core_state_size_for_a_typical_configuration() {
     );
     assert!(size < 6 * 1024);
 }
+
+#[test]
+fn es256_signed_manifest_installs_like_ed25519() {
+    let key = updraft_manifest::SigningKey::Es256(
+        p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).expect("valid scalar"),
+    );
+    let keys = vec![signing_key().public_key(), key.public_key()];
+    let img = new_image();
+    let mut srv = server(&img);
+    srv.envelope = updraft_manifest::sign(&spec(NEW_SEQ, &img), &key);
+    let mut dev = device(&keys, srv);
+    dev.send(Event::WritePackageUri(URI)).ok();
+    dev.run(10_000);
+    assert_new_image_running(&mut dev, &img);
+}
+
+#[test]
+fn deferral_past_the_maximum_defer_period_counts_as_authorization() {
+    let keys = trusted_keys();
+    let img = new_image();
+    let mut dev = device(&keys, server(&img));
+    dev.send(Event::WriteMaxDeferPeriod(30)).ok();
+    dev.app.download = Decision::Defer;
+    dev.send(Event::WritePackageUri(URI)).ok();
+    dev.run(100);
+    assert_eq!(step(&dev), Step::DownloadDeferred);
+    dev.send(Event::Resume).ok();
+    dev.run(100);
+    assert_eq!(
+        step(&dev),
+        Step::DownloadDeferred,
+        "still within the period"
+    );
+    dev.now += 60;
+    dev.send(Event::Resume).ok();
+    dev.run(10_000);
+    assert_new_image_running(&mut dev, &img);
+}
+
+#[test]
+fn journal_progress_costs_one_write_per_block_and_few_erases() {
+    let keys = trusted_keys();
+    let img = image(16 * 1024 - 7, 4);
+    let mut dev = device(&keys, server(&img));
+    let journal = dev.config.layout.journal;
+    let sectors = journal.offset as usize / ERASE..journal.end() as usize / ERASE;
+    let before: u32 = dev.flash.wear()[sectors.clone()].iter().sum();
+    let (w0, e0) = (dev.flash.writes(), dev.flash.erases());
+    dev.send(Event::WritePackageUri(URI)).ok();
+    dev.run(10_000);
+    assert_new_image_running(&mut dev, &img);
+    let journal_erases: u32 = dev.flash.wear()[sectors].iter().sum::<u32>() - before;
+    let blocks = img.len().div_ceil(BLOCK as usize) as u32;
+    println!(
+        "one update of {blocks} blocks: {} writes, {} erases, {journal_erases} journal-sector erases",
+        dev.flash.writes() - w0,
+        dev.flash.erases() - e0
+    );
+    assert!(
+        journal_erases * 4 < blocks,
+        "{journal_erases} journal erases for {blocks} blocks"
+    );
+}
+
+#[test]
+fn pushed_download_interrupted_by_a_reboot_resumes_by_pulling_the_signed_uri() {
+    let keys = trusted_keys();
+    let img = new_image();
+    let mut dev = device(&keys, server(&img));
+    let pkg = push_package(&envelope(&spec(NEW_SEQ, &img)), &img);
+    let env_end = pkg.len() - img.len();
+    dev.send(Event::WritePackage {
+        offset: 0,
+        data: &pkg[..env_end],
+    })
+    .ok();
+    dev.send(Event::DownloadAuthorization(Decision::Authorize))
+        .ok();
+    dev.send(Event::WritePackage {
+        offset: env_end as u32,
+        data: &pkg[env_end..env_end + 2048],
+    })
+    .ok();
+    assert_eq!(
+        dev.core().download_progress(),
+        Some((2048, img.len() as u32))
+    );
+    dev.power_on();
+    let acts = drain(&mut dev);
+    assert!(acts.contains(&Action::FetchBlock {
+        offset: 2048,
+        len: BLOCK
+    }));
+    dev.send(Event::Resume).ok();
+    dev.run(10_000);
+    assert_new_image_running(&mut dev, &img);
+}
