@@ -85,6 +85,7 @@
 //! }
 //! ```
 #![no_std]
+#![warn(missing_docs)]
 
 #[cfg(any(test, feature = "sim"))]
 extern crate std;
