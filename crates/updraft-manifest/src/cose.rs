@@ -18,7 +18,7 @@ const MAX_KID_LEN: usize = 64;
 /// Longest encoded SUIT_Digest accepted as the detached payload.
 const MAX_DIGEST_LEN: usize = 64;
 /// Room for the Sig_structure: array(1) + "Signature1"(11) + 3 bstr headers + contents.
-const SIG_STRUCTURE_CAP: usize = 16 + 11 + MAX_PROTECTED_LEN + MAX_DIGEST_LEN;
+pub(crate) const SIG_STRUCTURE_CAP: usize = 16 + 11 + MAX_PROTECTED_LEN + MAX_DIGEST_LEN;
 /// Ed25519 and ES256 (r || s) signatures are both 64 bytes.
 const SIGNATURE_LEN: usize = 64;
 

@@ -34,7 +34,8 @@ pub(crate) fn split(envelope: &[u8]) -> Result<Parts<'_>, Error> {
     if r.tag("envelope: expected tag 107")? != TAG_ENVELOPE {
         return Err(Error::Malformed("envelope: expected tag 107"));
     }
-    let n = r.map(WHAT, 2)?;
+    // Room for more than the two known keys, so a repeated key is reported as such.
+    let n = r.map(WHAT, 4)?;
     let mut seen = SeenKeys::new(WHAT);
     let mut auth = None;
     let mut manifest = None;
@@ -126,4 +127,305 @@ pub fn decode_unverified(envelope: &[u8]) -> Result<Unverified<'_>, Error> {
         manifest_digest,
         algorithm: sign1.algorithm,
     })
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::{ManifestSpec, SigningKey, Uuid, sign::encode_manifest};
+    use alloc::vec::Vec;
+    use minicbor::Encoder;
+
+    fn ed_key() -> SigningKey {
+        SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
+    }
+
+    fn es_key() -> SigningKey {
+        SigningKey::Es256(p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap())
+    }
+
+    fn spec() -> ManifestSpec {
+        ManifestSpec {
+            sequence: 3,
+            vendor_id: Uuid([1; 16]),
+            class_id: Uuid([2; 16]),
+            image_digest: [3; 32],
+            image_size: 1234,
+            uri: Some("https://updates.example/fw.bin".into()),
+            version: Some("1.2.3".into()),
+            ..Default::default()
+        }
+    }
+
+    /// A COSE_Sign1 envelope put together by hand, genuinely signed with `key`, so that each
+    /// test changes exactly one thing a lenient verifier would let through.
+    struct Craft<'k> {
+        manifest: Vec<u8>,
+        protected: Vec<u8>,
+        unprotected: Vec<u8>,
+        attach_payload: bool,
+        key: &'k SigningKey,
+        trailing: Vec<u8>,
+    }
+
+    impl<'k> Craft<'k> {
+        fn new(key: &'k SigningKey) -> Self {
+            Craft {
+                manifest: encode_manifest(&spec()),
+                protected: cose::protected_header(key.algorithm()),
+                unprotected: alloc::vec![0xa0],
+                attach_payload: false,
+                key,
+                trailing: Vec::new(),
+            }
+        }
+
+        fn build(&self) -> Vec<u8> {
+            let mut wrapped = Encoder::new(Vec::new());
+            wrapped.bytes(&self.manifest).unwrap();
+            let wrapped = wrapped.into_writer();
+            let mut digest = Encoder::new(Vec::new());
+            let d: Digest = Sha256::digest(&wrapped).into();
+            digest
+                .array(2)
+                .unwrap()
+                .i64(-16)
+                .unwrap()
+                .bytes(&d)
+                .unwrap();
+            let digest = digest.into_writer();
+            let mut buf = [0u8; cose::SIG_STRUCTURE_CAP];
+            let msg = cose::sig_structure(&mut buf, &self.protected, &digest).unwrap();
+            let sig = self.key.sign_raw(msg);
+            let mut c = Encoder::new(Vec::new());
+            c.tag(minicbor::data::Tag::new(18))
+                .unwrap()
+                .array(4)
+                .unwrap()
+                .bytes(&self.protected)
+                .unwrap();
+            let mut c = c.into_writer();
+            c.extend_from_slice(&self.unprotected);
+            let mut c = Encoder::new(c);
+            if self.attach_payload {
+                c.bytes(&digest).unwrap();
+            } else {
+                c.null().unwrap();
+            }
+            c.bytes(&sig).unwrap();
+            let c = c.into_writer();
+            let mut auth = Encoder::new(Vec::new());
+            auth.array(2)
+                .unwrap()
+                .bytes(&digest)
+                .unwrap()
+                .bytes(&c)
+                .unwrap();
+            let auth = auth.into_writer();
+            let mut e = Encoder::new(Vec::new());
+            e.tag(minicbor::data::Tag::new(107))
+                .unwrap()
+                .map(2)
+                .unwrap()
+                .i64(2)
+                .unwrap()
+                .bytes(&auth)
+                .unwrap()
+                .i64(3)
+                .unwrap();
+            let mut out = e.into_writer();
+            out.extend_from_slice(&wrapped);
+            out.extend_from_slice(&self.trailing);
+            out
+        }
+    }
+
+    fn keys(k: &SigningKey) -> [PublicKey; 1] {
+        [k.public_key()]
+    }
+
+    #[test]
+    fn crafted_baseline_verifies() {
+        for k in [ed_key(), es_key()] {
+            let env = Craft::new(&k).build();
+            assert_eq!(env, crate::sign(&spec(), &k), "hand-built and sign() agree");
+            let v = verify(&env, &keys(&k)).unwrap();
+            assert_eq!(v.manifest.version, Some("1.2.3"));
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_envelope_are_refused() {
+        let k = ed_key();
+        let mut c = Craft::new(&k);
+        c.trailing = alloc::vec![0x00];
+        assert_eq!(
+            verify(&c.build(), &keys(&k)),
+            Err(Error::TrailingBytes("envelope"))
+        );
+    }
+
+    #[test]
+    fn duplicate_envelope_key_is_refused() {
+        let k = ed_key();
+        let mut env = Craft::new(&k).build();
+        // Turn map(2) into map(3) and repeat the manifest entry.
+        let at = env.iter().position(|&b| b == 0xa2).unwrap();
+        env[at] = 0xa3;
+        let manifest_entry = env[env.len() - (encode_manifest(&spec()).len() + 3)..].to_vec();
+        env.extend_from_slice(&manifest_entry);
+        assert!(matches!(
+            verify(&env, &keys(&k)),
+            Err(Error::DuplicateKey {
+                within: "envelope",
+                key: 3
+            })
+        ));
+    }
+
+    #[test]
+    fn duplicate_manifest_key_is_refused_even_when_signed() {
+        let k = es_key();
+        let mut c = Craft::new(&k);
+        c.manifest[0] += 1; // one more entry...
+        c.manifest.extend_from_slice(&[0x02, 0x18, 0x63]); // ...a second sequence number, 99
+        assert_eq!(
+            verify(&c.build(), &keys(&k)),
+            Err(Error::DuplicateKey {
+                within: "manifest",
+                key: 2
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_manifest_version_is_refused_even_when_signed() {
+        let k = ed_key();
+        let mut c = Craft::new(&k);
+        assert_eq!(&c.manifest[1..3], &[0x01, 0x01]);
+        c.manifest[2] = 0x02;
+        assert_eq!(
+            verify(&c.build(), &keys(&k)),
+            Err(Error::UnsupportedVersion(2))
+        );
+    }
+
+    #[test]
+    fn unknown_manifest_key_is_refused() {
+        let k = ed_key();
+        let mut c = Craft::new(&k);
+        c.manifest[0] += 1;
+        c.manifest.extend_from_slice(&[0x18, 0x63, 0x00]);
+        assert_eq!(
+            verify(&c.build(), &keys(&k)),
+            Err(Error::UnknownKey {
+                within: "manifest",
+                key: 99
+            })
+        );
+    }
+
+    #[test]
+    fn crit_header_is_refused_protected_or_not() {
+        let k = ed_key();
+        let mut c = Craft::new(&k);
+        // {1: -19, 2: [99]}
+        c.protected = alloc::vec![0xa2, 0x01, 0x32, 0x02, 0x81, 0x18, 0x63];
+        assert_eq!(verify(&c.build(), &keys(&k)), Err(Error::CritHeader));
+        let mut c = Craft::new(&k);
+        c.unprotected = alloc::vec![0xa1, 0x02, 0x81, 0x18, 0x63];
+        assert_eq!(verify(&c.build(), &keys(&k)), Err(Error::CritHeader));
+    }
+
+    #[test]
+    fn attached_payload_is_refused() {
+        let k = es_key();
+        let mut c = Craft::new(&k);
+        c.attach_payload = true;
+        assert_eq!(verify(&c.build(), &keys(&k)), Err(Error::AttachedPayload));
+    }
+
+    #[test]
+    fn eddsa_minus_8_and_unknown_algorithms_are_refused() {
+        let k = ed_key();
+        let mut c = Craft::new(&k);
+        c.protected = alloc::vec![0xa1, 0x01, 0x27]; // alg -8
+        assert_eq!(
+            verify(&c.build(), &keys(&k)),
+            Err(Error::UnsupportedAlgorithm(-8))
+        );
+    }
+
+    #[test]
+    fn alg_that_does_not_match_the_key_is_refused() {
+        // Signed with Ed25519 but claims ES256: no ES256 key is trusted.
+        let k = ed_key();
+        let mut c = Craft::new(&k);
+        c.protected = cose::protected_header(Algorithm::Es256);
+        assert_eq!(
+            verify(&c.build(), &keys(&k)),
+            Err(Error::NoKeyForAlgorithm(Algorithm::Es256))
+        );
+        // An ES256 key is trusted too, but it did not sign.
+        let both = [k.public_key(), es_key().public_key()];
+        assert_eq!(verify(&c.build(), &both), Err(Error::BadSignature));
+    }
+
+    #[test]
+    fn alg_in_the_unprotected_header_is_refused() {
+        let k = ed_key();
+        let mut c = Craft::new(&k);
+        c.unprotected = alloc::vec![0xa1, 0x01, 0x32];
+        assert_eq!(
+            verify(&c.build(), &keys(&k)),
+            Err(Error::UnknownKey {
+                within: "COSE unprotected header",
+                key: 1
+            })
+        );
+    }
+
+    #[test]
+    fn oversized_envelope_is_refused_before_parsing() {
+        let big = alloc::vec![0u8; crate::MAX_ENVELOPE_LEN + 1];
+        assert_eq!(
+            verify(&big, &[]),
+            Err(Error::TooLarge(crate::MAX_ENVELOPE_LEN + 1))
+        );
+    }
+
+    #[test]
+    fn overlong_uri_is_refused_even_when_signed() {
+        let k = ed_key();
+        let long = ManifestSpec {
+            uri: Some("u".repeat(256)),
+            ..spec()
+        };
+        assert!(long.validate().is_err());
+        let env = crate::sign(&long, &k);
+        assert_eq!(
+            verify(&env, &keys(&k)),
+            Err(Error::FieldTooLong {
+                field: "uri",
+                max: 255
+            })
+        );
+    }
+
+    #[test]
+    fn decode_unverified_reads_without_a_key() {
+        let env = crate::sign(&spec(), &es_key());
+        let u = decode_unverified(&env).unwrap();
+        assert_eq!(u.algorithm, Algorithm::Es256);
+        assert_eq!(u.manifest.sequence, 3);
+    }
+
+    #[test]
+    fn empty_and_garbage_input_give_malformed() {
+        assert!(matches!(verify(&[], &[]), Err(Error::Malformed(_))));
+        assert!(matches!(
+            verify(&[0xd8, 0x6b, 0x00], &[]),
+            Err(Error::Malformed(_))
+        ));
+    }
 }

@@ -7,7 +7,7 @@
 //!
 //! # Map
 //!
-//! - [`cbor`](crate::cbor) (private): a bounded reader over `minicbor` that refuses indefinite
+//! - `cbor` (private): a bounded reader over `minicbor` that refuses indefinite
 //!   lengths, oversized fields, duplicate keys and trailing bytes, and names what was wrong.
 //! - `envelope`: splits the envelope (tag 107) into the authentication wrapper and the manifest;
 //!   [`verify`] and [`decode_unverified`] live there.
@@ -72,6 +72,7 @@
 //!   and other parameters from whichever sequence sets them, each parameter at most once.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -253,14 +253,14 @@ fn decode_parameters<'a>(r: &mut Reader<'a>, p: &mut Params<'a>) -> Result<(), E
                 key,
             )?,
             PARAM_IMAGE_DIGEST => {
-                let d = decode_wrapped_digest(r.bytes("image-digest", 64)?)?;
+                let d = decode_digest(r.bytes("image-digest", 64)?)?;
                 set_once(&mut p.image_digest, d, key)?
             }
             PARAM_USE_BEFORE => set_once(&mut p.use_before, r.u64("use-before")?, key)?,
             PARAM_IMAGE_SIZE => set_once(&mut p.image_size, r.u64("image-size")?, key)?,
             PARAM_URI => set_once(&mut p.uri, r.str("uri", MAX_URI_LEN)?, key)?,
             PARAM_PRECURSOR_DIGEST => {
-                let d = decode_wrapped_digest(r.bytes("precursor-digest", 64)?)?;
+                let d = decode_digest(r.bytes("precursor-digest", 64)?)?;
                 set_once(&mut p.precursor, d, key)?
             }
             other => return Err(seen.unknown(other)),
@@ -280,10 +280,6 @@ pub fn decode_digest(bytes: &[u8]) -> Result<Digest, Error> {
     let d = r.bytes_array("SUIT_Digest: expected 32 bytes of SHA-256")?;
     r.finish("SUIT_Digest")?;
     Ok(d)
-}
-
-fn decode_wrapped_digest(bytes: &[u8]) -> Result<Digest, Error> {
-    decode_digest(bytes)
 }
 
 /// `{ + language => { * text-key => tstr, * component-id => { * component-text-key => tstr } } }`;
@@ -338,4 +334,205 @@ fn decode_text(bytes: &[u8]) -> Result<Option<&str>, Error> {
     }
     r.finish(WHAT)?;
     Ok(version)
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use minicbor::Encoder;
+
+    fn digest() -> Vec<u8> {
+        let mut e = Encoder::new(Vec::new());
+        e.array(2)
+            .unwrap()
+            .i64(-16)
+            .unwrap()
+            .bytes(&[7; 32])
+            .unwrap();
+        e.into_writer()
+    }
+
+    fn params(e: &mut Encoder<Vec<u8>>, vendor: bool) {
+        let n = if vendor { 4 } else { 3 };
+        e.map(n).unwrap();
+        if vendor {
+            e.u8(1).unwrap().bytes(&[1; 16]).unwrap();
+        }
+        e.u8(2).unwrap().bytes(&[2; 16]).unwrap();
+        e.u8(3).unwrap().bytes(&digest()).unwrap();
+        e.u8(14).unwrap().u64(10).unwrap();
+    }
+
+    /// A manifest whose shared sequence is `[20, params]` followed by `extra_shared` commands,
+    /// with `components` and an optional install sequence.
+    fn manifest(components: &[&[&[u8]]], extra_shared: &[u8], install: Option<&[u8]>) -> Vec<u8> {
+        let mut s = Encoder::new(Vec::new());
+        let extra_items = if extra_shared.is_empty() { 0 } else { 2 };
+        s.array(2 + extra_items).unwrap().u8(20).unwrap();
+        params(&mut s, true);
+        let mut shared = s.into_writer();
+        shared.extend_from_slice(extra_shared);
+        let mut c = Encoder::new(Vec::new());
+        c.map(2)
+            .unwrap()
+            .u8(2)
+            .unwrap()
+            .array(components.len() as u64)
+            .unwrap();
+        for id in components {
+            c.array(id.len() as u64).unwrap();
+            for seg in *id {
+                c.bytes(seg).unwrap();
+            }
+        }
+        c.u8(4).unwrap().bytes(&shared).unwrap();
+        let common = c.into_writer();
+        let mut m = Encoder::new(Vec::new());
+        m.map(if install.is_some() { 4 } else { 3 }).unwrap();
+        m.u8(1)
+            .unwrap()
+            .u8(1)
+            .unwrap()
+            .u8(2)
+            .unwrap()
+            .u8(5)
+            .unwrap();
+        m.u8(3).unwrap().bytes(&common).unwrap();
+        if let Some(i) = install {
+            m.u8(20).unwrap().bytes(i).unwrap();
+        }
+        m.into_writer()
+    }
+
+    #[test]
+    fn minimal_manifest_decodes() {
+        let m = manifest(&[&[&[0]]], &[], None);
+        let d = decode(&m).unwrap();
+        assert_eq!((d.sequence, d.image_size, d.uri), (5, 10, None));
+    }
+
+    #[test]
+    fn second_component_is_unsupported() {
+        let m = manifest(&[&[&[0]], &[&[1]]], &[], None);
+        assert_eq!(
+            decode(&m),
+            Err(Error::FieldTooLong {
+                field: "components",
+                max: 1
+            })
+        );
+    }
+
+    #[test]
+    fn five_segments_are_too_many() {
+        let m = manifest(&[&[&[0], &[1], &[2], &[3], &[4]]], &[], None);
+        assert!(matches!(
+            decode(&m),
+            Err(Error::FieldTooLong {
+                field: "component identifier",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_command_is_refused_not_skipped() {
+        // directive-swap (31) with a reporting policy.
+        let m = manifest(&[&[&[0]]], &[0x18, 31, 0x0f], None);
+        assert_eq!(
+            decode(&m),
+            Err(Error::UnsupportedCommand {
+                within: "shared sequence",
+                command: 31
+            })
+        );
+    }
+
+    #[test]
+    fn fetch_in_the_shared_sequence_is_refused() {
+        let m = manifest(&[&[&[0]]], &[0x15, 0x02], None);
+        assert_eq!(
+            decode(&m),
+            Err(Error::UnsupportedCommand {
+                within: "shared sequence",
+                command: 21
+            })
+        );
+    }
+
+    #[test]
+    fn a_parameter_set_in_two_sequences_is_refused() {
+        // The install sequence sets the image size again.
+        let install = [0x82, 0x14, 0xa1, 0x0e, 0x18, 0x63];
+        let m = manifest(&[&[&[0]]], &[], Some(&install));
+        assert_eq!(decode(&m), Err(Error::ParameterRepeated(14)));
+    }
+
+    #[test]
+    fn severed_install_sequence_is_unsupported() {
+        let mut m = manifest(&[&[&[0]]], &[], None);
+        m[0] += 1;
+        m.push(0x14);
+        m.extend_from_slice(&digest());
+        assert!(matches!(decode(&m), Err(Error::Unsupported(_))));
+    }
+
+    #[test]
+    fn indefinite_length_manifest_map_is_unsupported() {
+        let mut m = manifest(&[&[&[0]]], &[], None);
+        m[0] = 0xbf;
+        m.push(0xff);
+        assert_eq!(decode(&m), Err(Error::Unsupported("indefinite-length map")));
+    }
+
+    #[test]
+    fn missing_vendor_is_named() {
+        let mut s = Encoder::new(Vec::new());
+        s.array(2).unwrap().u8(20).unwrap();
+        params(&mut s, false);
+        let mut c = Encoder::new(Vec::new());
+        c.map(2)
+            .unwrap()
+            .u8(2)
+            .unwrap()
+            .array(1)
+            .unwrap()
+            .array(1)
+            .unwrap()
+            .bytes(&[0])
+            .unwrap();
+        c.u8(4).unwrap().bytes(&s.into_writer()).unwrap();
+        let mut m = Encoder::new(Vec::new());
+        m.map(3)
+            .unwrap()
+            .u8(1)
+            .unwrap()
+            .u8(1)
+            .unwrap()
+            .u8(2)
+            .unwrap()
+            .u8(0)
+            .unwrap();
+        m.u8(3).unwrap().bytes(&c.into_writer()).unwrap();
+        assert_eq!(
+            decode(&m.into_writer()),
+            Err(Error::Missing("vendor-id parameter"))
+        );
+    }
+
+    #[test]
+    fn digest_other_than_sha256_is_unsupported() {
+        let mut e = Encoder::new(Vec::new());
+        e.array(2)
+            .unwrap()
+            .i64(-44)
+            .unwrap()
+            .bytes(&[0; 64])
+            .unwrap();
+        assert_eq!(
+            decode_digest(&e.into_writer()),
+            Err(Error::UnsupportedDigest(-44))
+        );
+    }
 }

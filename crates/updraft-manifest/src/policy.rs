@@ -28,10 +28,10 @@ impl Manifest<'_> {
                 max: policy.max_image_size,
             });
         }
-        if let (Some(expires), Some(now)) = (self.expires_at, policy.now) {
-            if now >= expires {
-                return Err(PolicyError::Expired(expires));
-            }
+        if let (Some(expires), Some(now)) = (self.expires_at, policy.now)
+            && now >= expires
+        {
+            return Err(PolicyError::Expired(expires));
         }
         Ok(())
     }

@@ -138,7 +138,7 @@ fn encode_component_id(e: &mut Encoder<Vec<u8>>, segments: &[&[u8]]) {
     }
 }
 
-fn encode_manifest(spec: &ManifestSpec) -> Vec<u8> {
+pub(crate) fn encode_manifest(spec: &ManifestSpec) -> Vec<u8> {
     let segments = spec.segments();
     let common = encode_common(spec, &segments);
     let validate = {

@@ -1,37 +1,22 @@
 //! The `updraft` command line.
+//!
+//! `main` stays thin: it parses the arguments ([`cli::Cli`]), runs the command, and turns an
+//! error into one readable message (with its causes) and a non-zero exit status. Each command
+//! group lives in its own module under `cli/`, so later groups (`serve`, `release`, `devices`)
+//! slot in beside `keys` and `manifest`.
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use std::process::ExitCode;
 
-/// Updraft: firmware over the air, safely.
-#[derive(Parser, Debug)]
-#[command(name = "updraft", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the update server (management API and hawkBit DDI device API).
-    Serve(cli::serve::ServeArgs),
-    /// Register, list, tag and remove devices on a server.
-    Devices(cli::devices::DevicesArgs),
-    /// Upload and list releases on a server.
-    Release(cli::release::ReleaseArgs),
-    /// Assign a release to devices or a tag.
-    Deploy(cli::deploy::DeployArgs),
-    /// Show deployments and their per-device status.
-    Status(cli::deploy::StatusArgs),
-}
-
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Serve(args) => cli::serve::run(args),
-        Command::Devices(args) => cli::devices::run(args),
-        Command::Release(args) => cli::release::run(args),
-        Command::Deploy(args) => cli::deploy::deploy(args),
-        Command::Status(args) => cli::deploy::status(args),
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

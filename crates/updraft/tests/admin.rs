@@ -1,14 +1,9 @@
 //! The admin subcommands (`devices`, `release`, `deploy`, `status`) through the real binary
 //! against a real `updraft serve`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-
-use ed25519_dalek::pkcs8::EncodePublicKey;
-use sha2::{Digest, Sha256};
-use updraft_manifest::{ManifestSpec, SigningKey, Uuid, sign};
 
 struct Served {
     child: Child,
@@ -63,34 +58,42 @@ fn ok(out: &Output) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.into_owned()))
 }
 
-fn post_json(s: &Served, path: &str, body: &str) -> String {
-    let token = std::fs::read_to_string(s.data.join("admin-token")).unwrap();
-    let mut c = TcpStream::connect(&s.addr).unwrap();
-    write!(
-        c,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        s.addr,
-        token.trim(),
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn devices_release_deploy_and_status_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path());
 
-    let sk = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
-    let pem = sk
-        .verifying_key()
-        .to_public_key_pem(Default::default())
+    // The whole publishing path through the CLI: generate, trust, sign, upload.
+    let key = dir.path().join("release.pem");
+    let key = key.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["keys", "generate", "--out", key])
+        .output()
         .unwrap();
-    let body = serde_json::json!({"name": "release-key", "pem": pem}).to_string();
-    assert!(post_json(&s, "/api/v1/keys", &body).starts_with("HTTP/1.1 201"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = dir.path().join("release.pub.pem");
+    let trusted = ok(&updraft(
+        &s,
+        &["keys", "trust", "release-key", public.to_str().unwrap()],
+    ));
+    assert_eq!(trusted["algorithm"], "ed25519");
+    // An unparsable key is refused by the server with its reason.
+    std::fs::write(dir.path().join("junk.pem"), "junk").unwrap();
+    let out = updraft(
+        &s,
+        &[
+            "keys",
+            "trust",
+            "junk",
+            dir.path().join("junk.pem").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad_key"));
 
     let added = ok(&updraft(&s, &["devices", "add", "dev-1", "--tag", "lab"]));
     assert_eq!(added["token"].as_str().unwrap().len(), 64);
@@ -100,21 +103,35 @@ fn devices_release_deploy_and_status_from_the_command_line() {
     assert_eq!(listed["items"][0]["controller_id"], "dev-1");
 
     let image: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let spec = ManifestSpec {
-        sequence: 5,
-        vendor_id: Uuid([1; 16]),
-        class_id: Uuid([2; 16]),
-        image_digest: Sha256::digest(&image).into(),
-        image_size: image.len() as u64,
-        version: Some("1.2.0".into()),
-        ..Default::default()
-    };
-    let envelope = sign(&spec, &SigningKey::Ed25519(sk));
     std::fs::write(dir.path().join("fw.bin"), &image).unwrap();
-    std::fs::write(dir.path().join("fw.suit"), &envelope).unwrap();
     let fw = dir.path().join("fw.bin");
     let suit = dir.path().join("fw.suit");
     let (fw, suit) = (fw.to_str().unwrap(), suit.to_str().unwrap());
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args([
+            "manifest",
+            "sign",
+            "--key",
+            key,
+            "--vendor-id",
+            "4f0e2c1a-7d35-4c8e-9b21-3a6f5e8d9c10",
+            "--class",
+            "pump",
+            "--sequence",
+            "5",
+            "--version",
+            "1.2.0",
+            fw,
+            "-o",
+            suit,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let release = ok(&updraft(
         &s,

@@ -43,6 +43,19 @@ enum ReleaseCommand {
     },
 }
 
+/// `updraft keys trust NAME PUB.pem`: add a trusted key on the server.
+pub fn trust_key(
+    server: &ServerArgs,
+    name: &str,
+    public_key: &std::path::Path,
+) -> anyhow::Result<()> {
+    let api = Api::new(server)?;
+    let pem = std::fs::read_to_string(public_key)
+        .with_context(|| format!("reading {}", public_key.display()))?;
+    let body = serde_json::json!({"name": name, "pem": pem});
+    print(&api.send(api.request(Method::POST, "/keys").json(&body))?)
+}
+
 /// Counts bytes read into a progress bar.
 struct Progress<R> {
     inner: R,

@@ -1,0 +1,255 @@
+//! Power-loss-safe records: two alternating copies, each `[header | payload]`, where the header
+//! is `magic u32 | sequence u32 | length u32 | crc32 u32` (little endian, CRC-32 over sequence,
+//! length and payload).
+//!
+//! After the payload, a copy has room for small fixed-size *entries* appended without an erase
+//! ([`RecordStore::append`]): the journal uses them for the durable offset, so a block costs one
+//! write instead of an erase and two writes (flash wear). Each entry must carry its own
+//! validity check (the journal writes `offset | !offset`, which detects any partial program).
+//! Rewriting the record erases its copy and so starts a fresh entry list.
+//!
+//! A write goes to the copy that is *not* the newest valid one: erase it, write the payload,
+//! then the header last. A cut anywhere leaves either the old copy (newest valid) or the new
+//! one; the only valid copy is never erased. Reading picks the valid copy with the higher
+//! sequence (wrapping comparison).
+
+use embedded_storage::nor_flash::NorFlash;
+
+use crate::layout::{Region, read_chunks, write_padded};
+
+/// Bytes of the record header.
+pub const HEADER_LEN: u32 = 16;
+
+/// Bytes of an appended entry (the largest supported write granularity).
+pub const ENTRY_LEN: u32 = crate::layout::MAX_WRITE_SIZE as u32;
+
+/// CRC-32 (IEEE, reflected), bitwise: small code, records are short.
+#[derive(Clone, Copy)]
+pub(crate) struct Crc32(u32);
+
+impl Crc32 {
+    pub(crate) fn new() -> Self {
+        Crc32(0xFFFF_FFFF)
+    }
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u32::from(b);
+            for _ in 0..8 {
+                let mask = (self.0 & 1).wrapping_neg();
+                self.0 = (self.0 >> 1) ^ (0xEDB8_8320 & mask);
+            }
+        }
+    }
+    pub(crate) fn finish(self) -> u32 {
+        !self.0
+    }
+}
+
+/// A record area: a region split into two copies.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordStore {
+    region: Region,
+    magic: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    copy: u32,
+    seq: u32,
+    len: u32,
+}
+
+impl RecordStore {
+    /// A store over `region` whose records carry `magic`.
+    pub fn new(region: Region, magic: u32) -> Self {
+        Self { region, magic }
+    }
+
+    fn copy_size(&self) -> u32 {
+        self.region.size / 2
+    }
+
+    fn copy_offset(&self, copy: u32) -> u32 {
+        self.region.offset + copy * self.copy_size()
+    }
+
+    fn check_copy<F: NorFlash>(&self, flash: &mut F, copy: u32) -> Result<Option<Found>, F::Error> {
+        let base = self.copy_offset(copy);
+        let mut h = [0u8; HEADER_LEN as usize];
+        flash.read(base, &mut h)?;
+        let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let (magic, seq, len, crc) = (word(0), word(4), word(8), word(12));
+        if magic != self.magic || len > self.copy_size() - HEADER_LEN {
+            return Ok(None);
+        }
+        let mut c = Crc32::new();
+        c.update(&h[4..12]);
+        read_chunks(flash, base + HEADER_LEN, len, |b| c.update(b))?;
+        Ok((c.finish() == crc).then_some(Found { copy, seq, len }))
+    }
+
+    fn newest<F: NorFlash>(&self, flash: &mut F) -> Result<Option<Found>, F::Error> {
+        let a = self.check_copy(flash, 0)?;
+        let b = self.check_copy(flash, 1)?;
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => {
+                if (b.seq.wrapping_sub(a.seq) as i32) > 0 {
+                    Some(b)
+                } else {
+                    Some(a)
+                }
+            }
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Read the newest valid payload into `buf`; its length, or `None` if there is no valid
+    /// record (or it does not fit `buf`).
+    pub fn read<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, F::Error> {
+        let Some(found) = self.newest(flash)? else {
+            return Ok(None);
+        };
+        let Some(dst) = buf.get_mut(..found.len as usize) else {
+            return Ok(None);
+        };
+        flash.read(self.copy_offset(found.copy) + HEADER_LEN, dst)?;
+        Ok(Some(found.len as usize))
+    }
+
+    fn entries_start(&self, found: &Found) -> u32 {
+        (HEADER_LEN + found.len).div_ceil(ENTRY_LEN) * ENTRY_LEN
+    }
+
+    /// Read the newest valid payload into `buf` and hand every appended entry after it (in
+    /// order, including partially written ones: the caller validates) to `on_entry`.
+    pub fn read_with_entries<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        buf: &mut [u8],
+        mut on_entry: impl FnMut(&[u8; ENTRY_LEN as usize]),
+    ) -> Result<Option<usize>, F::Error> {
+        let Some(found) = self.newest(flash)? else {
+            return Ok(None);
+        };
+        let Some(dst) = buf.get_mut(..found.len as usize) else {
+            return Ok(None);
+        };
+        let base = self.copy_offset(found.copy);
+        flash.read(base + HEADER_LEN, dst)?;
+        let mut pos = self.entries_start(&found);
+        while pos + ENTRY_LEN <= self.copy_size() {
+            let mut e = [0u8; ENTRY_LEN as usize];
+            flash.read(base + pos, &mut e)?;
+            if e.iter().all(|&b| b == 0xFF) {
+                break;
+            }
+            on_entry(&e);
+            pos += ENTRY_LEN;
+        }
+        Ok(Some(found.len as usize))
+    }
+
+    /// Append an entry after the newest record, in the first erased entry slot. `Ok(false)` if
+    /// there is no valid record or no room left (the caller then rewrites the record).
+    pub fn append<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        entry: &[u8; ENTRY_LEN as usize],
+    ) -> Result<bool, F::Error> {
+        let Some(found) = self.newest(flash)? else {
+            return Ok(false);
+        };
+        let base = self.copy_offset(found.copy);
+        let mut pos = self.entries_start(&found);
+        while pos + ENTRY_LEN <= self.copy_size() {
+            let mut e = [0u8; ENTRY_LEN as usize];
+            flash.read(base + pos, &mut e)?;
+            if e.iter().all(|&b| b == 0xFF) {
+                write_padded(flash, base + pos, entry)?;
+                return Ok(true);
+            }
+            pos += ENTRY_LEN;
+        }
+        Ok(false)
+    }
+
+    /// Write a new record (the older copy is replaced; the newest valid one is kept until the
+    /// new one is complete).
+    pub fn write<F: NorFlash>(&self, flash: &mut F, payload: &[u8]) -> Result<(), F::Error> {
+        let newest = self.newest(flash)?;
+        let (copy, seq) = match newest {
+            Some(f) => (1 - f.copy, f.seq.wrapping_add(1)),
+            None => (0, 1),
+        };
+        let len = payload.len() as u32;
+        let base = self.copy_offset(copy);
+        flash.erase(base, base + self.copy_size())?;
+        write_padded(flash, base + HEADER_LEN, payload)?;
+        let mut c = Crc32::new();
+        c.update(&seq.to_le_bytes());
+        c.update(&len.to_le_bytes());
+        c.update(payload);
+        let mut h = [0u8; HEADER_LEN as usize];
+        h[0..4].copy_from_slice(&self.magic.to_le_bytes());
+        h[4..8].copy_from_slice(&seq.to_le_bytes());
+        h[8..12].copy_from_slice(&len.to_le_bytes());
+        h[12..16].copy_from_slice(&c.finish().to_le_bytes());
+        write_padded(flash, base, &h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimFlash;
+
+    fn store() -> RecordStore {
+        RecordStore::new(
+            Region {
+                offset: 0,
+                size: 2048,
+            },
+            0x5550_4452,
+        )
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        let mut c = Crc32::new();
+        c.update(b"123456789");
+        assert_eq!(c.finish(), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn newest_record_wins_and_alternates_copies() {
+        let mut f = SimFlash::<1024, 4>::new(4096);
+        let s = store();
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut f, &mut buf).ok(), Some(None));
+        for i in 0..5u8 {
+            s.write(&mut f, &[i; 10]).ok();
+            assert_eq!(s.read(&mut f, &mut buf).ok(), Some(Some(10)));
+            assert_eq!(buf[..10], [i; 10]);
+        }
+    }
+
+    #[test]
+    fn power_cut_at_any_record_write_step_keeps_old_or_new_record() {
+        for cut in 1..=3 {
+            let mut f = SimFlash::<1024, 4>::new(4096);
+            let s = store();
+            s.write(&mut f, b"old record").ok();
+            f.cut_power_at(cut);
+            assert!(s.write(&mut f, b"new record!").is_err());
+            f.reboot();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut f, &mut buf).ok().flatten();
+            assert_eq!(n, Some(10), "cut {cut} must keep the old record");
+            assert_eq!(&buf[..10], b"old record");
+        }
+    }
+}

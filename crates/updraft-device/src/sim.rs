@@ -1,0 +1,536 @@
+//! Simulated NOR flash with fault injection, and a simulated device (the test harness the
+//! power-loss sweep and the fleet simulator build on). Feature `sim`; uses `std`.
+//!
+//! The flash behaves like NOR: erase sets a sector to 0xFF, a write can only clear bits
+//! (writing a 1 over a 0 is an error), every write and erase is counted (and per-sector wear).
+//! [`SimFlash::cut_power_at`] makes the n-th next operation fail half-done (a write leaves a
+//! prefix of its bytes and one partially programmed byte; an erase leaves the sector partially
+//! erased) and every later operation fail until [`SimFlash::reboot`]. Contents survive reboots.
+
+use std::vec;
+use std::vec::Vec;
+
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+
+use crate::auth::Decision;
+use crate::boot::{self, BootDecision, BootState};
+use crate::layout::Slot;
+use crate::object5::OpError;
+use crate::update::{Action, Config, Event, UpdateCore};
+
+/// A simulated flash failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimError {
+    /// Outside the flash.
+    OutOfBounds,
+    /// Offset or length not aligned to the write or erase size.
+    NotAligned,
+    /// A write would turn a 0 bit into 1 (NOR needs an erase first).
+    NotErased {
+        /// Address of the first offending byte.
+        offset: u32,
+    },
+    /// The power is off (a cut happened, [`SimFlash::reboot`] not called yet).
+    PowerCut,
+}
+
+impl NorFlashError for SimError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            SimError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            SimError::NotAligned => NorFlashErrorKind::NotAligned,
+            _ => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+/// Simulated NOR flash: `ERASE`-byte sectors, `WRITE`-byte write granularity.
+#[derive(Clone, Debug)]
+pub struct SimFlash<const ERASE: usize = 4096, const WRITE: usize = 4> {
+    mem: Vec<u8>,
+    wear: Vec<u32>,
+    writes: u64,
+    erases: u64,
+    cut_at: Option<u64>,
+    dead: bool,
+    rng: u64,
+    violations: u64,
+}
+
+impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
+    /// An erased flash of `size` bytes (rounded up to whole sectors).
+    pub fn new(size: usize) -> Self {
+        let sectors = size.div_ceil(ERASE);
+        Self {
+            mem: vec![0xFF; sectors * ERASE],
+            wear: vec![0; sectors],
+            writes: 0,
+            erases: 0,
+            cut_at: None,
+            dead: false,
+            rng: 0x9E37_79B9_7F4A_7C15,
+            violations: 0,
+        }
+    }
+
+    /// Writes plus erases so far.
+    pub fn ops(&self) -> u64 {
+        self.writes + self.erases
+    }
+
+    /// Writes so far.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// Erases so far.
+    pub fn erases(&self) -> u64 {
+        self.erases
+    }
+
+    /// Writes refused because they would set a 0 bit to 1 (a bug in the writer).
+    pub fn nor_violations(&self) -> u64 {
+        self.violations
+    }
+
+    /// Erase count of each sector.
+    pub fn wear(&self) -> &[u32] {
+        &self.wear
+    }
+
+    /// The raw contents.
+    pub fn contents(&self) -> &[u8] {
+        &self.mem
+    }
+
+    /// Make the `n`-th next write or erase (1-based) fail half-done, and everything after it
+    /// fail until [`reboot`](Self::reboot).
+    pub fn cut_power_at(&mut self, n: u64) {
+        self.cut_at = Some(self.ops() + n.max(1));
+    }
+
+    /// Seed the garbage a cut leaves behind.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = seed | 1;
+    }
+
+    /// Whether the power is off.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Power back on. Contents are kept; a cut scheduled for a later operation stays
+    /// scheduled (so a sweep also reaches the operations after a requested reboot).
+    pub fn reboot(&mut self) {
+        self.dead = false;
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// Count an operation; whether this one is cut.
+    fn begin(&mut self) -> Result<bool, SimError> {
+        if self.dead {
+            return Err(SimError::PowerCut);
+        }
+        Ok(self.cut_at == Some(self.ops() + 1))
+    }
+}
+
+impl<const ERASE: usize, const WRITE: usize> ErrorType for SimFlash<ERASE, WRITE> {
+    type Error = SimError;
+}
+
+impl<const ERASE: usize, const WRITE: usize> ReadNorFlash for SimFlash<ERASE, WRITE> {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
+        if self.dead {
+            return Err(SimError::PowerCut);
+        }
+        let start = offset as usize;
+        let src = self
+            .mem
+            .get(start..start + bytes.len())
+            .ok_or(SimError::OutOfBounds)?;
+        bytes.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.mem.len()
+    }
+}
+
+impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE> {
+    const WRITE_SIZE: usize = WRITE;
+    const ERASE_SIZE: usize = ERASE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), SimError> {
+        let (from, to) = (from as usize, to as usize);
+        if from % ERASE != 0 || to % ERASE != 0 || from > to {
+            return Err(SimError::NotAligned);
+        }
+        if to > self.mem.len() {
+            return Err(SimError::OutOfBounds);
+        }
+        let cut = self.begin()?;
+        self.erases += 1;
+        for s in from / ERASE..to / ERASE {
+            if let Some(w) = self.wear.get_mut(s) {
+                *w += 1;
+            }
+        }
+        if cut {
+            let keep = (self.next_rand() as usize) % (to - from).max(1);
+            for i in from..to {
+                let noise = self.next_rand() as u8;
+                if let Some(b) = self.mem.get_mut(i) {
+                    *b = if i < from + keep { 0xFF } else { *b | noise };
+                }
+            }
+            self.dead = true;
+            return Err(SimError::PowerCut);
+        }
+        self.mem[from..to].fill(0xFF);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
+        let start = offset as usize;
+        if !start.is_multiple_of(WRITE) || !bytes.len().is_multiple_of(WRITE) {
+            return Err(SimError::NotAligned);
+        }
+        if start + bytes.len() > self.mem.len() {
+            return Err(SimError::OutOfBounds);
+        }
+        let cut = self.begin()?;
+        self.writes += 1;
+        for (i, (&old, &new)) in self.mem[start..].iter().zip(bytes).enumerate() {
+            if new & !old != 0 {
+                self.violations += 1;
+                return Err(SimError::NotErased {
+                    offset: offset + i as u32,
+                });
+            }
+        }
+        if cut {
+            let done = (self.next_rand() as usize) % bytes.len().max(1);
+            for (i, &new) in bytes.iter().enumerate().take(done + 1) {
+                let noise = if i == done { self.next_rand() as u8 } else { 0 };
+                self.mem[start + i] &= new | noise;
+            }
+            self.dead = true;
+            return Err(SimError::PowerCut);
+        }
+        for (m, &new) in self.mem[start..].iter_mut().zip(bytes) {
+            *m &= new;
+        }
+        Ok(())
+    }
+}
+
+/// What the simulated application answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppPolicy {
+    /// Answer to download authorization.
+    pub download: Decision,
+    /// Answer to install authorization.
+    pub install: Decision,
+    /// Whether a trial image's self-test passes.
+    pub self_test_passes: bool,
+}
+
+impl Default for AppPolicy {
+    fn default() -> Self {
+        Self {
+            download: Decision::Authorize,
+            install: Decision::Authorize,
+            self_test_passes: true,
+        }
+    }
+}
+
+/// What the simulated server serves.
+#[derive(Clone, Debug, Default)]
+pub struct SimServer {
+    /// The signed envelope served for any Package URI.
+    pub envelope: Vec<u8>,
+    /// The image served for the manifest's URI.
+    pub image: Vec<u8>,
+    /// The resume token (ETag) served with each block.
+    pub token: Vec<u8>,
+}
+
+/// Where a download restarted after a power cut: the highest block offset served before the
+/// cut and the first offset asked after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Highest offset served before the cut.
+    pub served_before: u32,
+    /// First offset fetched after it.
+    pub fetched_after: u32,
+}
+
+/// A simulated device: the core over a simulated flash, with a runtime loop that serves the
+/// core's actions (manifest, blocks, authorization, reboots with boot-time slot selection and a
+/// self-test), and that power-cycles the device when the flash loses power.
+pub struct SimDevice<'k, const ERASE: usize = 4096, const WRITE: usize = 4> {
+    /// The flash (survives reboots).
+    pub flash: SimFlash<ERASE, WRITE>,
+    /// Configuration the core is started with.
+    pub config: Config<'k>,
+    /// The running core (`None` while off).
+    pub core: Option<UpdateCore<'k>>,
+    /// Simulated Unix time, advanced by one per step.
+    pub now: u64,
+    /// The server.
+    pub server: SimServer,
+    /// The application's answers.
+    pub app: AppPolicy,
+    /// The last boot decision.
+    pub booted: Option<BootDecision>,
+    /// Every action seen, in order.
+    pub log: Vec<Action>,
+    /// Offsets of all blocks served.
+    pub served: Vec<u32>,
+    /// Power cuts survived.
+    pub power_cuts: u32,
+    /// Requested reboots.
+    pub reboots: u32,
+    /// Restart points of downloads after power cuts.
+    pub resume_points: Vec<ResumePoint>,
+    /// The boot state found at every boot (after the slot selection).
+    pub boot_log: Vec<BootState>,
+    awaiting_resume: Option<u32>,
+}
+
+impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
+    /// A device with `flash`; call [`provision`](Self::provision) then [`power_on`](Self::power_on).
+    pub fn new(flash: SimFlash<ERASE, WRITE>, config: Config<'k>, server: SimServer) -> Self {
+        Self {
+            flash,
+            config,
+            core: None,
+            now: 1_700_000_000,
+            server,
+            app: AppPolicy::default(),
+            booted: None,
+            log: Vec::new(),
+            served: Vec::new(),
+            power_cuts: 0,
+            reboots: 0,
+            resume_points: Vec::new(),
+            boot_log: Vec::new(),
+            awaiting_resume: None,
+        }
+    }
+
+    /// Factory image: write `image` to slot A and make it active with counter `sequence`.
+    pub fn provision(&mut self, image: &[u8], sequence: u64) -> Result<(), SimError> {
+        let slot = self.config.layout.slot_a;
+        self.flash.erase(slot.offset, slot.end())?;
+        let mut padded = image.to_vec();
+        padded.resize(image.len().div_ceil(WRITE) * WRITE, 0xFF);
+        self.flash.write(slot.offset, &padded)?;
+        let digest = crate::verify::sha256(image);
+        boot::provision(
+            &mut self.flash,
+            &self.config.layout,
+            Slot::A,
+            digest,
+            sequence,
+        )
+    }
+
+    /// Boot: the bootloader picks a slot, the core starts, a trial image runs its self-test.
+    /// Repeats after a power cut during any of it.
+    pub fn power_on(&mut self) {
+        for _ in 0..100 {
+            self.core = None;
+            self.flash.reboot();
+            let Ok(decision) = boot::select_boot_slot(&mut self.flash, &self.config.layout) else {
+                self.power_cuts += 1;
+                continue;
+            };
+            self.booted = Some(decision);
+            if let Ok(st) = BootState::load(&mut self.flash, &self.config.layout) {
+                self.boot_log.push(st);
+            }
+            self.now += 1;
+            match UpdateCore::start(&mut self.flash, self.config, Some(self.now)) {
+                Ok(core) => self.core = Some(core),
+                Err(_) => {
+                    self.power_cuts += 1;
+                    continue;
+                }
+            }
+            if self.flash.is_dead() {
+                self.power_cuts += 1;
+                self.mark_cut();
+                continue;
+            }
+            if let Some(core) = &self.core
+                && core.step() == crate::update::Step::Testing
+            {
+                let passed = self.app.self_test_passes;
+                let _ = self.send(Event::SelfTest { passed });
+            }
+            if self.core.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn mark_cut(&mut self) {
+        if self.awaiting_resume.is_none() {
+            self.awaiting_resume = self.served.last().copied();
+        }
+    }
+
+    /// Hand an event to the core; on a power cut, reboot the device.
+    pub fn send(&mut self, event: Event<'_>) -> Result<(), OpError> {
+        self.now += 1;
+        let now = Some(self.now);
+        let Some(core) = self.core.as_mut() else {
+            return Err(OpError::ServiceUnavailable);
+        };
+        let r = core.handle(&mut self.flash, now, event);
+        if self.flash.is_dead() {
+            self.power_cuts += 1;
+            self.mark_cut();
+            self.power_on();
+        }
+        r
+    }
+
+    /// Serve actions until the core has nothing more to ask (at most `limit` actions).
+    pub fn run(&mut self, limit: usize) -> usize {
+        let mut steps = 0;
+        while steps < limit {
+            if self.core.is_none() {
+                self.power_on();
+            }
+            let Some(action) = self.core.as_mut().and_then(UpdateCore::poll_action) else {
+                break;
+            };
+            steps += 1;
+            self.log.push(action);
+            match action {
+                Action::FetchManifest => {
+                    let env = self.server.envelope.clone();
+                    let _ = self.send(Event::ManifestFetched(&env));
+                }
+                Action::FetchBlock { offset, len } => {
+                    if let Some(before) = self.awaiting_resume.take() {
+                        self.resume_points.push(ResumePoint {
+                            served_before: before,
+                            fetched_after: offset,
+                        });
+                    }
+                    let start = (offset as usize).min(self.server.image.len());
+                    let end = (start + len as usize).min(self.server.image.len());
+                    let data = self.server.image[start..end].to_vec();
+                    let token = self.server.token.clone();
+                    self.served.push(offset);
+                    let _ = self.send(Event::Block {
+                        offset,
+                        data: &data,
+                        token: &token,
+                    });
+                }
+                Action::AuthorizeDownload { .. } => {
+                    let d = self.app.download;
+                    let _ = self.send(Event::DownloadAuthorization(d));
+                }
+                Action::AuthorizeInstall { .. } => {
+                    let d = self.app.install;
+                    let _ = self.send(Event::InstallAuthorization(d));
+                }
+                Action::Reboot => {
+                    self.reboots += 1;
+                    self.power_on();
+                }
+                Action::Notify { .. }
+                | Action::Progress { .. }
+                | Action::ImageState(_)
+                | Action::Completed(_) => {}
+            }
+        }
+        steps
+    }
+
+    /// The persisted boot state.
+    pub fn boot_state(&mut self) -> BootState {
+        BootState::load(&mut self.flash, &self.config.layout).unwrap_or_default()
+    }
+
+    /// SHA-256 of the first `len` bytes of the slot that booted last.
+    pub fn booted_digest(&mut self, len: usize) -> Option<[u8; 32]> {
+        let slot = self.booted?.slot;
+        boot::slot_digest(&mut self.flash, &self.config.layout, slot, len as u32).ok()
+    }
+
+    /// The running core. Panics if the device is off (harness use only).
+    pub fn core(&self) -> &UpdateCore<'k> {
+        self.core.as_ref().expect("device is powered on")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writing_a_one_over_a_zero_is_refused_like_nor() {
+        let mut f = SimFlash::<256, 4>::new(1024);
+        assert_eq!(f.write(0, &[0x0F; 4]), Ok(()));
+        assert_eq!(f.write(0, &[0x0F; 4]), Ok(()));
+        assert_eq!(
+            f.write(0, &[0xF0; 4]),
+            Err(SimError::NotErased { offset: 0 })
+        );
+        assert_eq!(f.erase(0, 256), Ok(()));
+        assert_eq!(f.write(0, &[0xF0; 4]), Ok(()));
+        assert_eq!(f.write(2, &[0; 4]), Err(SimError::NotAligned));
+        assert_eq!((f.writes(), f.erases(), f.wear()[0]), (4, 1, 1));
+    }
+
+    #[test]
+    fn cut_write_leaves_a_prefix_and_fails_until_reboot() {
+        let mut f = SimFlash::<256, 4>::new(1024);
+        f.cut_power_at(2);
+        assert_eq!(f.write(0, &[0; 8]), Ok(()));
+        assert_eq!(f.write(8, &[0; 64]), Err(SimError::PowerCut));
+        assert!(f.is_dead());
+        let mut b = [0u8; 4];
+        assert_eq!(f.read(0, &mut b), Err(SimError::PowerCut));
+        assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
+        f.reboot();
+        assert_eq!(f.read(0, &mut b), Ok(()));
+        assert_eq!(b, [0; 4]);
+        assert!(f.contents()[8 + 64..].iter().all(|&x| x == 0xFF));
+    }
+
+    #[test]
+    fn cut_erase_leaves_the_sector_partially_erased() {
+        let mut f = SimFlash::<256, 4>::new(1024);
+        f.write(0, &[0; 256]).ok();
+        f.cut_power_at(1);
+        assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
+        f.reboot();
+        let s = &f.contents()[..256];
+        assert!(s.iter().any(|&b| b != 0xFF) || s.iter().all(|&b| b == 0xFF));
+        assert_eq!(f.erase(0, 256), Ok(()));
+        assert!(f.contents()[..256].iter().all(|&b| b == 0xFF));
+        assert_eq!(f.wear()[0], 2);
+    }
+}

@@ -1,0 +1,437 @@
+//! `updraft manifest sign | verify | inspect`.
+//!
+//! `sign` streams the image through SHA-256 (images can be large; nothing is held in memory) and
+//! writes a signed SUIT envelope. `verify` checks an envelope against trusted public keys and,
+//! with `--image`, that a file is the image it describes. `inspect` shows the fields; without
+//! `--key` it says loudly that the signature was NOT checked.
+
+use super::{read_file, read_text};
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+use updraft_manifest::{
+    Algorithm, Digest, Error, Manifest, ManifestSpec, PublicKey, SigningKey, Uuid, class_id,
+    decode_unverified, sign, verify,
+};
+
+/// Manifest commands.
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Sign a firmware image: write a SUIT envelope describing it.
+    Sign(Box<SignArgs>),
+    /// Verify an envelope's signature (and, with --image, the image file).
+    Verify {
+        /// Trusted public key (SPKI PEM); repeat for several.
+        #[arg(long = "key", required = true, value_name = "PUB.pem")]
+        keys: Vec<PathBuf>,
+        /// The envelope.
+        envelope: PathBuf,
+        /// Also check that this file has the manifest's digest and size.
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
+    /// Show what an envelope says.
+    Inspect {
+        /// The envelope.
+        envelope: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Check the signature with this public key (repeatable); without it nothing is verified.
+        #[arg(long = "key", value_name = "PUB.pem")]
+        keys: Vec<PathBuf>,
+    },
+}
+
+/// Arguments of `updraft manifest sign`.
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// Private key (PKCS#8 PEM) from `updraft keys generate`.
+    #[arg(long, value_name = "KEY.pem")]
+    key: PathBuf,
+    /// Vendor UUID.
+    #[arg(long, value_name = "UUID")]
+    vendor_id: String,
+    /// Device class UUID.
+    #[arg(
+        long,
+        value_name = "UUID",
+        conflicts_with = "class",
+        required_unless_present = "class"
+    )]
+    class_id: Option<String>,
+    /// Device class name: the class id is UUIDv5(vendor id, NAME).
+    #[arg(long, value_name = "NAME")]
+    class: Option<String>,
+    /// Sequence number; devices install only sequence numbers above their current one.
+    #[arg(long)]
+    sequence: u64,
+    /// Human version string, e.g. 2.1.0.
+    #[arg(long = "version", value_name = "V")]
+    version: String,
+    /// Where devices download the image.
+    #[arg(long)]
+    uri: Option<String>,
+    /// Component identifier segment (repeat for a path, e.g. --component app --component b).
+    #[arg(long = "component", value_name = "NAME")]
+    components: Vec<String>,
+    /// Do not install after this time: RFC 3339 (2027-01-31T00:00:00Z) or Unix seconds.
+    #[arg(long, value_name = "TIME")]
+    expires: Option<String>,
+    /// For a delta image: the image it applies to (its digest goes in the manifest).
+    #[arg(long, value_name = "FILE")]
+    precursor: Option<PathBuf>,
+    /// The firmware image.
+    image: PathBuf,
+    /// Output file (default: IMAGE.suit).
+    #[arg(short = 'o', long = "out", value_name = "OUT")]
+    out: Option<PathBuf>,
+}
+
+impl ManifestCommand {
+    /// Run the command.
+    pub fn run(self) -> Result<()> {
+        match self {
+            ManifestCommand::Sign(args) => run_sign(*args),
+            ManifestCommand::Verify {
+                keys,
+                envelope,
+                image,
+            } => run_verify(&keys, &envelope, image.as_deref()),
+            ManifestCommand::Inspect {
+                envelope,
+                json,
+                keys,
+            } => run_inspect(&envelope, json, &keys),
+        }
+    }
+}
+
+fn parse_uuid(s: &str, what: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).with_context(|| format!("--{what} {s:?}"))
+}
+
+/// Unix seconds, or an RFC 3339 time.
+fn parse_time(s: &str) -> Result<u64> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs);
+    }
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+        format!("--expires {s:?}: expected RFC 3339 (2027-01-31T00:00:00Z) or Unix seconds")
+    })?;
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0))
+}
+
+/// SHA-256 and size of a file, read in chunks.
+fn hash_file(path: &Path) -> Result<(Digest, u64)> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hasher.finalize().into(), size))
+}
+
+fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    let pem = read_text(path)?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        let hint = if pem.contains("PUBLIC KEY") {
+            " (this is a public key; signing needs the private KEY.pem)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{}: {e}{hint}", path.display())
+    })
+}
+
+fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>> {
+    paths
+        .iter()
+        .map(|path| {
+            let pem = read_text(path)?;
+            PublicKey::from_public_key_pem(&pem).map_err(|e| {
+                let hint = if pem.contains("PRIVATE KEY") {
+                    " (this is a private key; pass the public KEY.pub.pem instead)"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("{}: {e}{hint}", path.display())
+            })
+        })
+        .collect()
+}
+
+fn default_output(image: &Path) -> PathBuf {
+    let mut name = image
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".suit");
+    image.with_file_name(name)
+}
+
+fn run_sign(a: SignArgs) -> Result<()> {
+    let key = load_signing_key(&a.key)?;
+    let vendor_id = parse_uuid(&a.vendor_id, "vendor-id")?;
+    let class_id = match (&a.class_id, &a.class) {
+        (Some(id), _) => parse_uuid(id, "class-id")?,
+        (None, Some(name)) => class_id(&vendor_id, name),
+        (None, None) => bail!("give --class-id UUID or --class NAME"),
+    };
+    let (image_digest, image_size) = hash_file(&a.image)?;
+    let precursor_digest = match &a.precursor {
+        Some(p) => Some(hash_file(p)?.0),
+        None => None,
+    };
+    let spec = ManifestSpec {
+        sequence: a.sequence,
+        vendor_id,
+        class_id,
+        component_id: a.components.iter().map(|c| c.as_bytes().to_vec()).collect(),
+        image_digest,
+        image_size,
+        uri: a.uri.clone(),
+        version: Some(a.version.clone()),
+        precursor_digest,
+        expires_at: a.expires.as_deref().map(parse_time).transpose()?,
+    };
+    spec.validate()
+        .context("the manifest would not be accepted by devices")?;
+    let envelope = sign(&spec, &key);
+    // Never hand out an envelope we would not accept ourselves.
+    verify(&envelope, &[key.public_key()])
+        .context("internal error: the signed envelope does not verify")?;
+    let out = a.out.clone().unwrap_or_else(|| default_output(&a.image));
+    std::fs::write(&out, &envelope).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "signed {} ({} bytes, sha256 {}) as sequence {} version {} with {} -> {}",
+        a.image.display(),
+        image_size,
+        hex::encode(image_digest),
+        a.sequence,
+        a.version,
+        key.algorithm(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// A sentence a person can act on for each way verification fails.
+fn explain(e: Error, keys: &[PublicKey]) -> anyhow::Error {
+    match e {
+        Error::BadSignature => anyhow::anyhow!(
+            "signature does not verify with the given key(s): the envelope was signed with another key, or altered"
+        ),
+        Error::DigestMismatch => {
+            anyhow::anyhow!(
+                "the manifest was altered after signing: it does not match its signed digest"
+            )
+        }
+        Error::NoKeyForAlgorithm(alg) => {
+            let given: Vec<&str> = keys.iter().map(|k| k.algorithm().name()).collect();
+            anyhow::anyhow!(
+                "the envelope is signed with {alg}, but the given key(s) are {}",
+                given.join(", ")
+            )
+        }
+        other => anyhow::anyhow!("not a valid Updraft SUIT envelope: {other}"),
+    }
+}
+
+fn run_verify(key_paths: &[PathBuf], envelope_path: &Path, image: Option<&Path>) -> Result<()> {
+    let keys = load_public_keys(key_paths)?;
+    let bytes = read_file(envelope_path)?;
+    let v = verify(&bytes, &keys)
+        .map_err(|e| explain(e, &keys))
+        .with_context(|| format!("{} refused", envelope_path.display()))?;
+    let key_path = key_paths
+        .get(v.key_index)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!(
+        "{}: signature OK ({}, key {}), sequence {}, version {}",
+        envelope_path.display(),
+        keys.get(v.key_index)
+            .map(|k| k.algorithm().name())
+            .unwrap_or("?"),
+        key_path,
+        v.manifest.sequence,
+        v.manifest.version.unwrap_or("-"),
+    );
+    if let Some(image) = image {
+        let (digest, size) = hash_file(image)?;
+        if size != v.manifest.image_size {
+            bail!(
+                "{} does not match the manifest: it is {size} bytes, the manifest says {}",
+                image.display(),
+                v.manifest.image_size
+            );
+        }
+        if digest != v.manifest.image_digest {
+            bail!(
+                "{} does not match the manifest: sha256 {}, the manifest says {}",
+                image.display(),
+                hex::encode(digest),
+                hex::encode(v.manifest.image_digest)
+            );
+        }
+        println!(
+            "{}: image OK ({size} bytes, sha256 {})",
+            image.display(),
+            hex::encode(digest)
+        );
+    }
+    Ok(())
+}
+
+/// What `inspect --json` prints.
+#[derive(Debug, Serialize)]
+struct Inspection {
+    signature: &'static str,
+    algorithm: &'static str,
+    verified_with: Option<String>,
+    manifest_digest: String,
+    sequence: u64,
+    version: Option<String>,
+    vendor_id: String,
+    class_id: String,
+    component_id: Vec<String>,
+    image_digest: String,
+    image_size: u64,
+    uri: Option<String>,
+    precursor_digest: Option<String>,
+    expires_at: Option<u64>,
+    expires_at_rfc3339: Option<String>,
+}
+
+impl Inspection {
+    fn new(
+        m: &Manifest<'_>,
+        manifest_digest: &Digest,
+        alg: Algorithm,
+        verified_with: Option<String>,
+    ) -> Self {
+        Inspection {
+            signature: if verified_with.is_some() {
+                "verified"
+            } else {
+                "not_checked"
+            },
+            algorithm: alg.name(),
+            verified_with,
+            manifest_digest: hex::encode(manifest_digest),
+            sequence: m.sequence,
+            version: m.version.map(str::to_owned),
+            vendor_id: m.vendor_id.to_string(),
+            class_id: m.class_id.to_string(),
+            component_id: m.component_id.segments().iter().map(hex::encode).collect(),
+            image_digest: hex::encode(m.image_digest),
+            image_size: m.image_size,
+            uri: m.uri.map(str::to_owned),
+            precursor_digest: m.precursor_digest.map(hex::encode),
+            expires_at: m.expires_at,
+            expires_at_rfc3339: m
+                .expires_at
+                .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        }
+    }
+}
+
+fn run_inspect(envelope_path: &Path, json: bool, key_paths: &[PathBuf]) -> Result<()> {
+    let bytes = read_file(envelope_path)?;
+    let inspection = if key_paths.is_empty() {
+        let u = decode_unverified(&bytes)
+            .map_err(|e| anyhow::anyhow!("not a valid Updraft SUIT envelope: {e}"))
+            .with_context(|| format!("{} refused", envelope_path.display()))?;
+        Inspection::new(&u.manifest, &u.manifest_digest, u.algorithm, None)
+    } else {
+        let keys = load_public_keys(key_paths)?;
+        let v = verify(&bytes, &keys)
+            .map_err(|e| explain(e, &keys))
+            .with_context(|| format!("{} refused", envelope_path.display()))?;
+        let key = key_paths
+            .get(v.key_index)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let alg = keys
+            .get(v.key_index)
+            .map(PublicKey::algorithm)
+            .unwrap_or(Algorithm::Ed25519);
+        Inspection::new(&v.manifest, &v.manifest_digest, alg, Some(key))
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        return Ok(());
+    }
+    let i = &inspection;
+    match &i.verified_with {
+        Some(k) => println!("signature:        verified ({}, key {k})", i.algorithm),
+        None => println!(
+            "signature:        NOT checked (claims {}; pass --key PUB.pem to verify)",
+            i.algorithm
+        ),
+    }
+    println!("manifest digest:  {}", i.manifest_digest);
+    println!("sequence:         {}", i.sequence);
+    println!("version:          {}", i.version.as_deref().unwrap_or("-"));
+    println!("vendor id:        {}", i.vendor_id);
+    println!("class id:         {}", i.class_id);
+    println!(
+        "component:        [{}]",
+        i.component_id
+            .iter()
+            .map(|s| format!("h'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("image digest:     sha256 {}", i.image_digest);
+    println!("image size:       {} bytes", i.image_size);
+    println!("uri:              {}", i.uri.as_deref().unwrap_or("-"));
+    println!(
+        "precursor digest: {}",
+        i.precursor_digest.as_deref().unwrap_or("-")
+    );
+    match (&i.expires_at, &i.expires_at_rfc3339) {
+        (Some(s), Some(t)) => println!("expires:          {t} ({s})"),
+        (Some(s), None) => println!("expires:          {s}"),
+        _ => println!("expires:          never"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_accepts_unix_seconds_and_rfc3339() {
+        assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000);
+        assert!(parse_time("next tuesday").is_err());
+    }
+
+    #[test]
+    fn default_output_appends_suit() {
+        assert_eq!(
+            default_output(Path::new("out/fw.bin")),
+            Path::new("out/fw.bin.suit")
+        );
+    }
+}
