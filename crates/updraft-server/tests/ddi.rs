@@ -173,6 +173,36 @@ async fn poll_download_report(s: TestServer) {
     // The poll no longer offers it, but offers the installed base.
     let reply = dev.poll().await.unwrap();
     assert!(reply.update().is_none());
+    let poll: Value = s
+        .client
+        .get(s.ddi("ok-1", ""))
+        .header("authorization", format!("TargetToken {ok_token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let installed = poll["_links"]["installedBase"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        installed.ends_with(&format!("/installedBase/{}", actions[0])),
+        "{installed}"
+    );
+    let base: Value = s
+        .client
+        .get(&installed)
+        .header("authorization", format!("TargetToken {ok_token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(base["deployment"]["chunks"][0]["version"], "2.0.0");
+    assert_eq!(base["actionHistory"]["status"], "FINISHED");
 
     // Failure path.
     let bad = client(&s, "bad-1", &bad_token);
@@ -198,6 +228,15 @@ async fn poll_download_report(s: TestServer) {
     assert_eq!(a["reason"], "integrity check failed: digest mismatch");
     let (_, device) = s.get("/devices/bad-1").await;
     assert!(device["current_version"].is_null());
+    // A failed action is not an installed base.
+    let r = s
+        .client
+        .get(s.ddi("bad-1", &format!("/installedBase/{}", actions[1])))
+        .header("authorization", format!("TargetToken {bad_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 
     let (_, rollout) = s.get(&format!("/deployments/{}", a["rollout_id"])).await;
     assert_eq!(
@@ -357,6 +396,27 @@ async fn tokens_open_only_their_own_device() {
     let gw = format!("GatewayToken {}", gateway.trim());
     assert_eq!(get(s.ddi("b", ""), gw.clone()).await, 200);
     assert_eq!(get(s.ddi("ghost", ""), gw).await, 404);
+    // The hawkbit client with the gateway token reaches b's deployment.
+    let gateway_client = Client::new(
+        &s.url,
+        "DEFAULT",
+        "b",
+        ClientAuthorization::GatewayToken(gateway.trim().to_string()),
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    let update = gateway_client
+        .poll()
+        .await
+        .unwrap()
+        .update()
+        .unwrap()
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(update.action_id(), actions[1].to_string());
 }
 
 #[tokio::test]
