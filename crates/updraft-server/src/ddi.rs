@@ -312,6 +312,9 @@ async fn installed_base(
     ))
 }
 
+/// Longest feedback message kept in an event (the end of longer ones is kept).
+const MAX_MESSAGE: usize = 2048;
+
 /// The action id in feedback: hawkBit clients send it as a string or a number.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -395,12 +398,21 @@ impl Feedback {
 
     fn message(&self) -> Option<String> {
         let details = self.status.details.join("; ");
-        match (self.status.code, details.is_empty()) {
-            (Some(code), true) => Some(format!("code {code}")),
-            (Some(code), false) => Some(format!("code {code}: {details}")),
-            (None, false) => Some(details),
-            (None, true) => None,
+        let mut message = match (self.status.code, details.is_empty()) {
+            (Some(code), true) => format!("code {code}"),
+            (Some(code), false) => format!("code {code}: {details}"),
+            (None, false) => details,
+            (None, true) => return None,
+        };
+        // Devices send logs as details (swupdate sends its whole log): keep the end, bounded.
+        if message.len() > MAX_MESSAGE {
+            let mut start = message.len() - MAX_MESSAGE;
+            while !message.is_char_boundary(start) {
+                start += 1;
+            }
+            message = format!("…{}", &message[start..]);
         }
+        Some(message)
     }
 
     fn percent(&self) -> Option<i64> {
