@@ -6,12 +6,18 @@
 
 use crate::Algorithm;
 
-/// A trusted public key.
+#[cfg(not(any(feature = "ed25519", feature = "es256")))]
+compile_error!("updraft-manifest needs at least one of the features `ed25519` and `es256`");
+
+/// A trusted public key. Each variant exists only with its algorithm's feature, so a firmware
+/// links only the verifier it trusts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {
     /// An Ed25519 key (COSE OKP, crv 6).
+    #[cfg(feature = "ed25519")]
     Ed25519(ed25519_dalek::VerifyingKey),
     /// A P-256 key for ES256.
+    #[cfg(feature = "es256")]
     Es256(p256::ecdsa::VerifyingKey),
 }
 
@@ -19,35 +25,44 @@ impl PublicKey {
     /// The signature algorithm this key verifies.
     pub fn algorithm(&self) -> Algorithm {
         match self {
+            #[cfg(feature = "ed25519")]
             PublicKey::Ed25519(_) => Algorithm::Ed25519,
+            #[cfg(feature = "es256")]
             PublicKey::Es256(_) => Algorithm::Es256,
         }
     }
 
     /// A key from its raw encoding: 32 bytes for Ed25519, a SEC1 point (33 or 65 bytes) for
-    /// ES256. `None` if the bytes are not a valid key. For firmware that embeds its keys.
+    /// ES256. `None` if the bytes are not a valid key, or the algorithm is not compiled in.
+    /// For firmware that embeds its keys.
     pub fn from_raw(algorithm: Algorithm, bytes: &[u8]) -> Option<Self> {
         match algorithm {
+            #[cfg(feature = "ed25519")]
             Algorithm::Ed25519 => {
                 let bytes: &[u8; 32] = bytes.try_into().ok()?;
                 ed25519_dalek::VerifyingKey::from_bytes(bytes)
                     .ok()
                     .map(PublicKey::Ed25519)
             }
+            #[cfg(feature = "es256")]
             Algorithm::Es256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
                 .ok()
                 .map(PublicKey::Es256),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 
     /// Verify a raw 64-byte signature over `message`.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         match self {
+            #[cfg(feature = "ed25519")]
             PublicKey::Ed25519(key) => {
                 let sig = ed25519_dalek::Signature::from_bytes(signature);
                 // Strict: refuses small-order keys and non-canonical signatures.
                 key.verify_strict(message, &sig).is_ok()
             }
+            #[cfg(feature = "es256")]
             PublicKey::Es256(key) => {
                 use p256::ecdsa::signature::Verifier;
                 match p256::ecdsa::Signature::from_slice(signature) {
