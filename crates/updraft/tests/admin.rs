@@ -196,3 +196,157 @@ fn devices_release_deploy_and_status_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"));
 }
+
+fn generate_key(dir: &Path, name: &str) -> (String, String) {
+    let key = dir.join(format!("{name}.pem"));
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["keys", "generate", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = dir.join(format!("{name}.pub.pem"));
+    (
+        key.to_str().unwrap().to_string(),
+        public.to_str().unwrap().to_string(),
+    )
+}
+
+fn stored_images(s: &Served) -> usize {
+    std::fs::read_dir(s.data.join("blobs/images"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn release_create_signs_and_uploads_in_one_step() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let (key, public) = generate_key(dir.path(), "release");
+    ok(&updraft(&s, &["keys", "trust", "release-key", &public]));
+
+    let image: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let fw = dir.path().join("fw.bin");
+    std::fs::write(&fw, &image).unwrap();
+    let fw = fw.to_str().unwrap();
+    let vendor = "4f0e2c1a-7d35-4c8e-9b21-3a6f5e8d9c10";
+    let create = |version: &str, extra: &[&str]| {
+        let mut args = vec![
+            "release",
+            "create",
+            "--quiet",
+            "--key",
+            &key,
+            "--vendor-id",
+            vendor,
+            "--class",
+            "pump",
+            "--version",
+            version,
+        ];
+        args.extend_from_slice(extra);
+        args.push(fw);
+        updraft(&s, &args)
+    };
+
+    // No --sequence on an empty server: sequence 1.
+    let out = create("1.0.0", &[]);
+    let created = ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("as sequence 1 version 1.0.0"));
+    assert_eq!(created["version"], "1.0.0");
+    assert_eq!(created["sequence"], 1);
+    // Then the server's highest plus one, or what --sequence says.
+    assert_eq!(ok(&create("1.1.0", &[]))["sequence"], 2);
+    assert_eq!(ok(&create("2.0.0", &["--sequence", "10"]))["sequence"], 10);
+
+    let digest = hex::encode(Sha256::digest(&image));
+    let listed = ok(&updraft(&s, &["release", "list"]));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    let first = listed.iter().find(|r| r["version"] == "1.0.0").unwrap();
+    assert_eq!(first["image_sha256"], digest.as_str());
+    assert_eq!(first["image_size"], 300_000);
+    assert_eq!(first["filename"], "fw.bin");
+    // The same image under three versions is stored once.
+    assert_eq!(stored_images(&s), 1);
+
+    let shown = ok(&updraft(&s, &["release", "show", "2.0.0"]));
+    assert_eq!(shown["image_sha256"], digest.as_str());
+
+    // A version that exists: the server's conflict, nothing more stored.
+    let out = create("1.0.0", &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("409"), "{stderr}");
+    assert_eq!(
+        ok(&updraft(&s, &["release", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn release_create_with_an_untrusted_key_says_so_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let (_, trusted_public) = generate_key(dir.path(), "release");
+    ok(&updraft(
+        &s,
+        &["keys", "trust", "release-key", &trusted_public],
+    ));
+    let (other, _) = generate_key(dir.path(), "other");
+    let fw = dir.path().join("fw.bin");
+    std::fs::write(&fw, vec![7u8; 50_000]).unwrap();
+    let fw = fw.to_str().unwrap();
+    let vendor = "4f0e2c1a-7d35-4c8e-9b21-3a6f5e8d9c10";
+
+    let out = updraft(
+        &s,
+        &[
+            "release",
+            "create",
+            "--quiet",
+            "--key",
+            &other,
+            "--vendor-id",
+            vendor,
+            "--class",
+            "pump",
+            "--version",
+            "1.0.0",
+            fw,
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not trust"), "{stderr}");
+    assert!(stderr.contains("updraft keys trust NAME"), "{stderr}");
+    assert!(stderr.contains("other.pub.pem"), "{stderr}");
+    let releases = ok(&updraft(&s, &["release", "list"]));
+    assert!(releases.as_array().unwrap().is_empty());
+    assert_eq!(stored_images(&s), 0);
+
+    // Vendor and class have no default: clap names what is missing, nothing is sent.
+    let out = updraft(
+        &s,
+        &[
+            "release",
+            "create",
+            "--key",
+            &other,
+            "--version",
+            "1.0.0",
+            fw,
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--vendor-id"), "{stderr}");
+}

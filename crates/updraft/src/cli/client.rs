@@ -58,6 +58,11 @@ impl Api {
         })
     }
 
+    /// The server's base URL, for messages.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A request to `/api/v1{path}` with the admin token.
     pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
         self.http

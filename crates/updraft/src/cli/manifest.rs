@@ -47,13 +47,14 @@ pub enum ManifestCommand {
     },
 }
 
-/// Arguments of `updraft manifest sign`.
+/// What a manifest says besides its sequence number and image: shared by `updraft manifest sign`
+/// and `updraft release create`, so both sign the same way.
 #[derive(Debug, clap::Args)]
-pub struct SignArgs {
+pub struct ManifestArgs {
     /// Private key (PKCS#8 PEM) from `updraft keys generate`.
     #[arg(long, value_name = "KEY.pem")]
-    key: PathBuf,
-    /// Vendor UUID.
+    pub key: PathBuf,
+    /// Vendor UUID (required: devices refuse a manifest for another vendor).
     #[arg(long, value_name = "UUID")]
     vendor_id: String,
     /// Device class UUID.
@@ -67,12 +68,9 @@ pub struct SignArgs {
     /// Device class name: the class id is UUIDv5(vendor id, NAME).
     #[arg(long, value_name = "NAME")]
     class: Option<String>,
-    /// Sequence number; devices install only sequence numbers above their current one.
-    #[arg(long)]
-    sequence: u64,
     /// Human version string, e.g. 2.1.0.
     #[arg(long = "version", value_name = "V")]
-    version: String,
+    pub version: String,
     /// Where devices download the image.
     #[arg(long)]
     uri: Option<String>,
@@ -85,11 +83,34 @@ pub struct SignArgs {
     /// For a delta image: the image it applies to (its digest goes in the manifest).
     #[arg(long, value_name = "FILE")]
     precursor: Option<PathBuf>,
+}
+
+/// Arguments of `updraft manifest sign`.
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    #[command(flatten)]
+    manifest: ManifestArgs,
+    /// Sequence number; devices install only sequence numbers above their current one.
+    #[arg(long)]
+    sequence: u64,
     /// The firmware image.
     image: PathBuf,
     /// Output file (default: IMAGE.suit).
     #[arg(short = 'o', long = "out", value_name = "OUT")]
     out: Option<PathBuf>,
+}
+
+/// A signed SUIT envelope and the image facts it carries.
+#[derive(Debug)]
+pub struct Signed {
+    /// The envelope bytes, verified once with the signing key's public half.
+    pub envelope: Vec<u8>,
+    /// SHA-256 of the image.
+    pub image_digest: Digest,
+    /// Size of the image in bytes.
+    pub image_size: u64,
+    /// The sequence number signed.
+    pub sequence: u64,
 }
 
 impl ManifestCommand {
@@ -148,7 +169,8 @@ fn hash_file(path: &Path) -> Result<(Digest, u64)> {
     Ok((hasher.finalize().into(), size))
 }
 
-fn load_signing_key(path: &Path) -> Result<SigningKey> {
+/// Load a private signing key, with a hint when a public key was given instead.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
     let pem = read_text(path)?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
         let hint = if pem.contains("PUBLIC KEY") {
@@ -186,21 +208,26 @@ fn default_output(image: &Path) -> PathBuf {
     image.with_file_name(name)
 }
 
-fn run_sign(a: SignArgs) -> Result<()> {
-    let key = load_signing_key(&a.key)?;
+/// Sign `image` as `sequence` with `key`: the one signing path of the CLI.
+pub fn sign_image(
+    key: &SigningKey,
+    a: &ManifestArgs,
+    sequence: u64,
+    image: &Path,
+) -> Result<Signed> {
     let vendor_id = parse_uuid(&a.vendor_id, "vendor-id")?;
     let class_id = match (&a.class_id, &a.class) {
         (Some(id), _) => parse_uuid(id, "class-id")?,
         (None, Some(name)) => class_id(&vendor_id, name),
         (None, None) => bail!("give --class-id UUID or --class NAME"),
     };
-    let (image_digest, image_size) = hash_file(&a.image)?;
+    let (image_digest, image_size) = hash_file(image)?;
     let precursor_digest = match &a.precursor {
         Some(p) => Some(hash_file(p)?.0),
         None => None,
     };
     let spec = ManifestSpec {
-        sequence: a.sequence,
+        sequence,
         vendor_id,
         class_id,
         component_id: a.components.iter().map(|c| c.as_bytes().to_vec()).collect(),
@@ -213,19 +240,31 @@ fn run_sign(a: SignArgs) -> Result<()> {
     };
     spec.validate()
         .context("the manifest would not be accepted by devices")?;
-    let envelope = sign(&spec, &key);
+    let envelope = sign(&spec, key);
     // Never hand out an envelope we would not accept ourselves.
     verify(&envelope, &[key.public_key()])
         .context("internal error: the signed envelope does not verify")?;
+    Ok(Signed {
+        envelope,
+        image_digest,
+        image_size,
+        sequence,
+    })
+}
+
+fn run_sign(a: SignArgs) -> Result<()> {
+    let key = load_signing_key(&a.manifest.key)?;
+    let signed = sign_image(&key, &a.manifest, a.sequence, &a.image)?;
     let out = a.out.clone().unwrap_or_else(|| default_output(&a.image));
-    std::fs::write(&out, &envelope).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(&out, &signed.envelope)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     println!(
         "signed {} ({} bytes, sha256 {}) as sequence {} version {} with {} -> {}",
         a.image.display(),
-        image_size,
-        hex::encode(image_digest),
-        a.sequence,
-        a.version,
+        signed.image_size,
+        hex::encode(signed.image_digest),
+        signed.sequence,
+        a.manifest.version,
         key.algorithm(),
         out.display()
     );

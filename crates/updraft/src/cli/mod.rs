@@ -38,7 +38,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Register, list, tag and remove devices on a server.
     Devices(devices::DevicesArgs),
-    /// Upload and list releases on a server.
+    /// Create (sign + upload), upload and list releases on a server.
     Release(release::ReleaseArgs),
     /// Assign a release to devices or a tag.
     Deploy(deploy::DeployArgs),
