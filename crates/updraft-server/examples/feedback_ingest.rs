@@ -6,6 +6,12 @@
 //! `updraft_server::testing`), gives every device an open deployment, then lets one client task
 //! per device post progress reports (each a real change: 1 %, 2 %, ...) over HTTP, and prints
 //! reports/s for each backend and their ratio.
+//!
+//! A report is one DDI `POST .../deploymentBase/{id}/feedback` (`proceeding` with a new
+//! `progress`), authenticated by the device's `TargetToken`, answered once its transaction has
+//! committed. SQLite runs as `updraft serve` runs it (WAL, `synchronous=FULL`: a sync per
+//! commit). PostgreSQL runs twice on throwaway clusters: with `fsync=off` (how the tests
+//! start it) and on a second cluster with `fsync=on` (durable commits, comparable to SQLite).
 
 use std::time::{Duration, Instant};
 
@@ -118,14 +124,26 @@ async fn main() {
     let reports: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(40);
     println!("feedback ingest: {devices} devices x {reports} progress reports, over HTTP");
     let sqlite = run(None, devices, reports).await;
-    println!("  SQLite:     {sqlite:8.0} reports/s");
-    match TempPostgres::start() {
-        Some(pg) => {
-            let url = pg.create_database("bench").expect("createdb");
-            let postgres = run(Some(url), devices, reports).await;
-            println!("  PostgreSQL: {postgres:8.0} reports/s");
-            println!("  ratio PostgreSQL / SQLite: {:.2}", postgres / sqlite);
-        }
-        None => println!("  PostgreSQL: skipped (no initdb/pg_ctl)"),
+    println!(
+        "  {:<32} {sqlite:8.0} reports/s",
+        "SQLite (WAL, synchronous=FULL):"
+    );
+    for fsync in [false, true] {
+        let pg = if fsync {
+            TempPostgres::start_durable()
+        } else {
+            TempPostgres::start()
+        };
+        let Some(pg) = pg else {
+            println!("  PostgreSQL: skipped (no initdb/pg_ctl)");
+            break;
+        };
+        let url = pg.create_database("bench").expect("createdb");
+        let postgres = run(Some(url), devices, reports).await;
+        let label = format!("PostgreSQL (fsync={}):", if fsync { "on" } else { "off" });
+        println!(
+            "  {label:<32} {postgres:8.0} reports/s   ratio to SQLite: {:.2}",
+            postgres / sqlite
+        );
     }
 }

@@ -66,13 +66,24 @@ fn unavailable(why: &str) -> Option<TempPostgres> {
 impl TempPostgres {
     /// Start a cluster, or `None` (after a notice) when PostgreSQL is not installed and `CI` is
     /// unset.
+    /// It runs with `fsync=off`: tests need no durability.
     pub fn start() -> Option<TempPostgres> {
+        Self::start_with(false)
+    }
+
+    /// Like [`TempPostgres::start`], but with `fsync=on` (durable commits), for benchmarks that
+    /// compare against SQLite syncing each commit.
+    pub fn start_durable() -> Option<TempPostgres> {
+        Self::start_with(true)
+    }
+
+    fn start_with(fsync: bool) -> Option<TempPostgres> {
         let Some(bin) = find_bin_dir() else {
             return unavailable(
                 "initdb/pg_ctl not found (set UPDRAFT_PG_BIN or install PostgreSQL)",
             );
         };
-        match Self::start_in(bin) {
+        match Self::start_in(bin, fsync) {
             Ok(pg) => Some(pg),
             Err(e) => unavailable(&e),
         }
@@ -82,7 +93,7 @@ impl TempPostgres {
         pg_command(&self.bin, tool, self.as_postgres)
     }
 
-    fn start_in(bin: PathBuf) -> Result<TempPostgres, String> {
+    fn start_in(bin: PathBuf, fsync: bool) -> Result<TempPostgres, String> {
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
             .prefix("updraft-pg-")
@@ -125,8 +136,9 @@ impl TempPostgres {
             .arg(&data)
             .arg("-o")
             .arg(format!(
-                "-k {} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off",
-                pg.dir.path().display()
+                "-k {} -c listen_addresses=127.0.0.1 -p {port} -c fsync={}",
+                pg.dir.path().display(),
+                if fsync { "on" } else { "off" }
             ))
             .arg("-l")
             .arg(pg.dir.path().join("log"))
