@@ -15,7 +15,8 @@
 //!   core's records were designed and power-cut tested on (`sim`). Bytes past the end of a file
 //!   read as 0xFF (erased); erasing a range that reaches the end of a regular file truncates it
 //!   there instead of writing 0xFF, so a slot file holds exactly the image bytes (a script stays a
-//!   script) and a 64 MiB slot costs only what it holds.
+//!   script) and a 64 MiB slot costs only what it holds. A write past the end fills the gap
+//!   with 0xFF (never a zero-filled hole).
 //! * **Write-through.** Every `write`/`erase` is a `pwrite`/`ftruncate` at once (no cache in the
 //!   agent), so a SIGKILL loses nothing the core has been told is written.
 //! * **Order survives power loss.** The core's safety rests on the order of its writes: image
@@ -219,8 +220,20 @@ impl Backing {
         for (m, d) in merged.iter_mut().zip(data) {
             *m &= *d;
         }
+        let (len, device) = self.len()?;
         let f = self.writer()?;
-        let r = f.write_all_at(&merged, pos);
+        let mut r = Ok(());
+        if !device && pos > len {
+            // Bytes between the end of the file and `pos` are erased: 0xFF, not a zero hole.
+            let ones = vec![0xFF; 64 * 1024];
+            let mut at = len;
+            while at < pos && r.is_ok() {
+                let n = (pos - at).min(ones.len() as u64) as usize;
+                r = f.write_all_at(ones.get(..n).unwrap_or(&[]), at);
+                at += n as u64;
+            }
+        }
+        let r = r.and_then(|()| f.write_all_at(&merged, pos));
         r.map_err(|e| self.io(e))?;
         self.dirty = true;
         Ok(())
