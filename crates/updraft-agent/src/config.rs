@@ -30,6 +30,8 @@
 //! block_size = 16384                 # bytes per Range request
 //! poll_interval = "2s"               # overrides the server's polling sleep
 //! poll_jitter = "0s"                 # default: up to 10 % of the interval
+//! max_defer = "24h"                  # how long `defer` is honoured; "0s": the device may not
+//!                                    # defer (a deferral counts as authorization)
 //! ```
 //!
 //! Relative paths are resolved against the directory of the config file.
@@ -129,6 +131,7 @@ struct RawUpdate {
     block_size: Option<u32>,
     poll_interval: Option<String>,
     poll_jitter: Option<String>,
+    max_defer: Option<String>,
 }
 
 /// Optional shell commands the agent calls out to.
@@ -179,6 +182,8 @@ pub struct AgentConfig {
     pub poll_interval: Option<Duration>,
     /// Jitter override (default: up to 10 % of the interval).
     pub poll_jitter: Option<Duration>,
+    /// Maximum Defer Period (/5/0/13) given to the core: how long deferrals are honoured.
+    pub max_defer: Duration,
 }
 
 impl AgentConfig {
@@ -348,6 +353,14 @@ impl AgentConfig {
         };
         let poll_interval = duration("update.poll_interval", u.poll_interval)?;
         let poll_jitter = duration("update.poll_jitter", u.poll_jitter)?;
+        let max_defer =
+            duration("update.max_defer", u.max_defer)?.unwrap_or(Duration::from_secs(24 * 3600));
+        if max_defer.as_secs() > u64::from(u32::MAX) {
+            return Err(invalid(
+                "update.max_defer",
+                format!("{max_defer:?} is too long"),
+            ));
+        }
 
         Ok(AgentConfig {
             path: path.to_path_buf(),
@@ -371,6 +384,7 @@ impl AgentConfig {
             block_size,
             poll_interval,
             poll_jitter,
+            max_defer,
         })
     }
 }

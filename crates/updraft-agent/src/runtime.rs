@@ -139,6 +139,10 @@ impl<'k> Runtime<'k> {
         };
         let core = UpdateCore::start(&mut flash, core_config, now())
             .map_err(|e| anyhow::anyhow!("the update core could not start: {e:?}"))?;
+        let mut core = core;
+        let defer = u32::try_from(config.max_defer.as_secs()).unwrap_or(u32::MAX);
+        // Not persisted by the core: given again at every start, before any deferral is asked.
+        let _ = core.handle(&mut flash, now(), Event::WriteMaxDeferPeriod(defer));
         let mut state = AgentState::load(&config.state_dir);
         state.starts += 1;
         Ok(Runtime {
@@ -432,8 +436,7 @@ impl<'k> Runtime<'k> {
                 let version = self.version();
                 let d =
                     hooks::authorize(self.config, self.running_slot(), Phase::Download, &version);
-                self.report_decision(d, "download", &version, sequence);
-                self.feed(Event::DownloadAuthorization(d));
+                self.decide(d, Phase::Download, &version, sequence);
             }
             Action::AuthorizeInstall { sequence, .. } => {
                 let version = self.version();
@@ -445,8 +448,7 @@ impl<'k> Runtime<'k> {
                 } else {
                     hooks::authorize(self.config, self.running_slot(), Phase::Install, &version)
                 };
-                self.report_decision(d, "install", &version, sequence);
-                self.feed(Event::InstallAuthorization(d));
+                self.decide(d, Phase::Install, &version, sequence);
             }
             Action::Progress { percent } => {
                 tracing::info!(percent, "download progress");
@@ -468,31 +470,43 @@ impl<'k> Runtime<'k> {
         }
     }
 
-    fn report_decision(&mut self, d: Decision, phase: &str, version: &str, sequence: u64) {
-        match d {
-            Decision::Authorize if phase == "download" => self.send(&Feedback::new(
+    /// Give the application's answer to the core and report what the core made of it (a
+    /// deferral past the Maximum Defer Period counts as authorization).
+    fn decide(&mut self, d: Decision, phase: Phase, version: &str, sequence: u64) {
+        let name = match phase {
+            Phase::Download => "download",
+            Phase::Install => "install",
+        };
+        if d == Decision::Reject {
+            self.quiet_completion = true;
+            self.finish_action(Feedback::new(
+                "rejected",
+                "none",
+                vec![format!("{name} of {version} rejected by the device")],
+            ));
+        }
+        self.feed(match phase {
+            Phase::Download => Event::DownloadAuthorization(d),
+            Phase::Install => Event::InstallAuthorization(d),
+        });
+        match (d, self.core.step()) {
+            (Decision::Reject, _) => {}
+            (_, Step::DownloadDeferred | Step::InstallDeferred) => self.send(&Feedback::new(
+                "scheduled",
+                "none",
+                vec![format!("{name} of {version} deferred by the device")],
+            )),
+            (_, Step::Downloading) => self.send(&Feedback::new(
                 "download",
                 "none",
                 vec![format!("downloading {version} (sequence {sequence})")],
             )),
-            Decision::Authorize => self.send(&Feedback::new(
+            (_, Step::Rebooting) => self.send(&Feedback::new(
                 "proceeding",
                 "none",
                 vec![format!("installing {version}; rebooting into a trial boot")],
             )),
-            Decision::Defer => self.send(&Feedback::new(
-                "scheduled",
-                "none",
-                vec![format!("{phase} of {version} deferred by the device")],
-            )),
-            Decision::Reject => {
-                self.quiet_completion = true;
-                self.finish_action(Feedback::new(
-                    "rejected",
-                    "none",
-                    vec![format!("{phase} of {version} rejected by the device")],
-                ));
-            }
+            _ => {}
         }
     }
 

@@ -34,6 +34,9 @@ pub struct DdiState {
     pub envelope: Vec<u8>,
     pub image: Vec<u8>,
     pub feedback: Vec<Value>,
+    /// The server asks the device to cancel the action.
+    pub cancel: bool,
+    pub cancel_feedback: Vec<Value>,
     pub served: Vec<Served>,
     pub epoch: u32,
     /// Pause per KiB of image written (so a kill lands mid-download).
@@ -184,7 +187,11 @@ fn serve(stream: TcpStream, st: &Mutex<DdiState>, base: &str) -> std::io::Result
     match (method.as_str(), rest) {
         ("GET", "") => {
             let mut links = json!({});
-            if active {
+            let cancel = st.lock().unwrap().cancel;
+            if active && cancel {
+                links["cancelAction"] =
+                    json!({"href": format!("{base}{ctl}/cancelAction/{action}")});
+            } else if active {
                 links["deploymentBase"] =
                     json!({"href": format!("{base}{ctl}/deploymentBase/{action}?c=1")});
             }
@@ -217,6 +224,20 @@ fn serve(stream: TcpStream, st: &Mutex<DdiState>, base: &str) -> std::io::Result
                 s.active = false;
             }
             s.feedback.push(v);
+            drop(s);
+            respond(&mut out, "200 OK", &[], b"")
+        }
+        ("GET", r) if r == format!("/cancelAction/{action}") => json_ok(
+            &mut out,
+            json!({"id": action.to_string(), "cancelAction": {"stopId": action.to_string()}}),
+        ),
+        ("POST", r) if r == format!("/cancelAction/{action}/feedback") => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut s = st.lock().unwrap();
+            if v["status"]["execution"] == "closed" {
+                s.active = false;
+            }
+            s.cancel_feedback.push(v);
             drop(s);
             respond(&mut out, "200 OK", &[], b"")
         }
@@ -377,6 +398,13 @@ poll_jitter = "0s"
             config,
             child: None,
         }
+    }
+
+    /// Add an `authorize` hook command to the config.
+    pub fn set_authorize(&self, cmd: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replace("[hooks]\n", &format!("[hooks]\nauthorize = '{cmd}'\n"));
+        std::fs::write(&self.config, text).unwrap();
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
