@@ -102,6 +102,10 @@ fn bad_values_are_refused_with_the_field_named() {
             format!("{GOOD}[update]\npoll_interval = \"soon\"\n"),
             "update.poll_interval",
         ),
+        (
+            format!("{GOOD}[update]\nmax_defer = \"1000000000h\"\n"),
+            "update.max_defer",
+        ),
     ];
     for (text, field) in cases {
         let e = error(&text);
