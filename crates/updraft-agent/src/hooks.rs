@@ -6,7 +6,8 @@
 //! `UPDRAFT_PHASE`/`UPDRAFT_VERSION` for authorization.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use updraft_device::{Decision, Slot};
 
@@ -55,6 +56,39 @@ fn shell(config: &AgentConfig, cmd: &str, running: Slot) -> Command {
     c
 }
 
+/// How long an authorize hook or `IMAGE --version` may take.
+const SHORT: Duration = Duration::from_secs(30);
+/// How long a self-test may take before it counts as failed.
+const SELF_TEST: Duration = Duration::from_secs(300);
+
+/// Run `cmd` (stdout captured if `capture`: keep such output small, the pipe is read after the
+/// exit); kill it after `timeout` (`None` then, as for a spawn
+/// failure). A hook that hangs must not hang the agent: an image that ignores `--version` and
+/// starts its main loop would otherwise never return.
+fn output_within(mut cmd: Command, timeout: Duration, capture: bool) -> Option<Output> {
+    if capture {
+        cmd.stdout(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::inherit());
+    }
+    let mut child = cmd.spawn().ok()?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().ok(),
+            Ok(None) if start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => {
+                tracing::warn!(?timeout, "hook command timed out; killed");
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
 /// Ask the `authorize` hook; no hook authorizes. The command gets `PHASE VERSION` appended as
 /// arguments; its stdout (`authorize` / `reject` / `defer`) decides, else its exit code
 /// (0 authorize, 2 defer, anything else reject).
@@ -63,20 +97,19 @@ pub fn authorize(config: &AgentConfig, running: Slot, phase: Phase, version: &st
         return Decision::Authorize;
     };
     let full = format!("{cmd} \"$@\"");
-    let out = shell(config, &full, running)
-        .arg("updraft-authorize")
+    let mut cmd = shell(config, &full, running);
+    cmd.arg("updraft-authorize")
         .arg(phase.as_str())
         .arg(version)
         .env("UPDRAFT_PHASE", phase.as_str())
         .env("UPDRAFT_VERSION", version)
-        .stderr(Stdio::inherit())
-        .output();
-    let decision = match out {
-        Err(e) => {
-            tracing::warn!(error = %e, "authorize hook could not run: rejecting");
+        .stderr(Stdio::inherit());
+    let decision = match output_within(cmd, SHORT, true) {
+        None => {
+            tracing::warn!("authorize hook failed to run or timed out: rejecting");
             Decision::Reject
         }
-        Ok(out) => match String::from_utf8_lossy(&out.stdout).trim() {
+        Some(out) => match String::from_utf8_lossy(&out.stdout).trim() {
             "authorize" => Decision::Authorize,
             "reject" => Decision::Reject,
             "defer" => Decision::Defer,
@@ -96,14 +129,12 @@ pub fn self_test(config: &AgentConfig, running: Slot) -> bool {
     let Some(cmd) = &config.hooks.self_test else {
         return true;
     };
-    match shell(config, cmd, running)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-    {
-        Ok(s) => s.success(),
-        Err(e) => {
-            tracing::warn!(error = %e, "self-test hook could not run: failing");
+    let mut c = shell(config, cmd, running);
+    c.stderr(Stdio::inherit());
+    match output_within(c, SELF_TEST, false) {
+        Some(out) => out.status.success(),
+        None => {
+            tracing::warn!("self-test hook failed to run or timed out: failing");
             false
         }
     }
@@ -141,12 +172,11 @@ pub fn image_version(path: &Path) -> Option<String> {
     if !is_executable_image(path) {
         return None;
     }
-    let out = Command::new(path)
-        .arg("--version")
+    let mut cmd = Command::new(path);
+    cmd.arg("--version")
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+        .stderr(Stdio::null());
+    let out = output_within(cmd, SHORT, true)?;
     if !out.status.success() {
         return None;
     }
