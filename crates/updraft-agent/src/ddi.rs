@@ -70,6 +70,8 @@ pub struct PollAnswer {
     pub cancel: Option<String>,
     /// `_links.installedBase.href`.
     pub installed: Option<String>,
+    /// `_links.configData.href` (the server asks for the device's attributes).
+    pub config_data: Option<String>,
 }
 
 /// A deployment, reduced to what the agent needs; persisted in the state directory so that a
@@ -267,6 +269,7 @@ impl DdiClient {
             deployment: link("deploymentBase"),
             cancel: link("cancelAction"),
             installed: link("installedBase"),
+            config_data: link("configData"),
         })
     }
 
@@ -444,10 +447,30 @@ impl DdiClient {
         self.post(&url, &fb.to_json(action_id))
     }
 
+    /// `PUT configData` with `mode: merge`.
+    pub fn config_data(&self, url: &str, attributes: &[(&str, String)]) -> Result<(), DdiError> {
+        let data: serde_json::Map<String, Value> = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
+            .collect();
+        self.send(
+            self.agent.put(url),
+            url,
+            &json!({"mode": "merge", "data": data}),
+        )
+    }
+
     fn post(&self, url: &str, body: &Value) -> Result<(), DdiError> {
-        let mut resp = self
-            .agent
-            .post(url)
+        self.send(self.agent.post(url), url, body)
+    }
+
+    fn send(
+        &self,
+        req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        url: &str,
+        body: &Value,
+    ) -> Result<(), DdiError> {
+        let mut resp = req
             .header("Authorization", &self.auth)
             .header("Content-Type", "application/json")
             .send(body.to_string())

@@ -19,7 +19,11 @@
 //! | any other failure | `closed` + `failure` with the reason |
 //! | `Completed(ConnectionLost)` | `proceeding` (the journal is kept; the next poll resumes) |
 //!
-//! Final reports are kept in `agent.json` until the server acknowledges them (2xx or 410).
+//! A cancel (`cancelAction`) is accepted with `closed` before the install (it is also looked for
+//! at each progress report, so a download can be cancelled midway) and refused with `rejected`
+//! once the new image is installed. A `configData` link is answered with the agent version,
+//! vendor, class and installed version. Final reports are kept in `agent.json` until the server
+//! acknowledges them (2xx or 410).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -241,6 +245,20 @@ impl<'k> Runtime<'k> {
     // ---- server side -------------------------------------------------------------------
 
     fn on_poll(&mut self, answer: PollAnswer) {
+        if let Some(url) = &answer.config_data {
+            let attributes = [
+                ("updraft.agent", env!("CARGO_PKG_VERSION").to_string()),
+                ("updraft.vendor_id", self.config.vendor_id.to_string()),
+                ("updraft.class_id", self.config.class_id.to_string()),
+                (
+                    "updraft.installed_version",
+                    self.state.installed_version.clone().unwrap_or_default(),
+                ),
+            ];
+            if let Err(e) = self.ddi.config_data(url, &attributes) {
+                tracing::warn!(error = %e, "configData not accepted");
+            }
+        }
         if let Some(url) = answer.cancel {
             match self.ddi.cancel_action(&url) {
                 Ok(id) => self.on_cancel(&id),
@@ -313,6 +331,19 @@ impl<'k> Runtime<'k> {
                 d.manifest_url.len()
             ));
             self.completed(UpdateResult::InvalidUri);
+        }
+    }
+
+    /// During a download (at each progress report): has the server asked to cancel?
+    fn check_cancel(&mut self) {
+        if let Ok(PollAnswer {
+            cancel: Some(url), ..
+        }) = self.ddi.poll()
+        {
+            match self.ddi.cancel_action(&url) {
+                Ok(id) => self.on_cancel(&id),
+                Err(e) => tracing::warn!(error = %e, "cancel action unreadable"),
+            }
         }
     }
 
@@ -460,6 +491,7 @@ impl<'k> Runtime<'k> {
                 fb.progress = Some((u32::from(percent), 100));
                 self.send(&fb);
                 self.save();
+                self.check_cancel();
             }
             Action::ImageState(s) => {
                 tracing::info!(image_state = ?s, "image state");

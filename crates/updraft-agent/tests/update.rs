@@ -56,6 +56,12 @@ fn update_downloads_verifies_installs_execs_the_new_image_and_reports_its_versio
     assert_eq!(status_line(&status, "installed sequence"), "2", "{status}");
     assert_eq!(status_line(&status, "result"), "success", "{status}");
     assert!(dev.log().contains("dev-1"), "logs carry the device id");
+    let attrs = server.state.lock().unwrap().config_data.clone().unwrap();
+    assert_eq!(attrs["mode"], "merge");
+    assert_eq!(
+        attrs["data"]["updraft.installed_version"], "1.0.0",
+        "{attrs}"
+    );
 }
 
 #[test]

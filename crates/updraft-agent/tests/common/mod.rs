@@ -37,6 +37,8 @@ pub struct DdiState {
     /// The server asks the device to cancel the action.
     pub cancel: bool,
     pub cancel_feedback: Vec<Value>,
+    /// The last `PUT configData` body (the link is offered until one arrives).
+    pub config_data: Option<Value>,
     pub served: Vec<Served>,
     pub epoch: u32,
     /// Pause per KiB of image written (so a kill lands mid-download).
@@ -187,7 +189,13 @@ fn serve(stream: TcpStream, st: &Mutex<DdiState>, base: &str) -> std::io::Result
     match (method.as_str(), rest) {
         ("GET", "") => {
             let mut links = json!({});
-            let cancel = st.lock().unwrap().cancel;
+            let (cancel, asked) = {
+                let s = st.lock().unwrap();
+                (s.cancel, s.config_data.is_none())
+            };
+            if asked {
+                links["configData"] = json!({"href": format!("{base}{ctl}/configData")});
+            }
             if active && cancel {
                 links["cancelAction"] =
                     json!({"href": format!("{base}{ctl}/cancelAction/{action}")});
@@ -225,6 +233,10 @@ fn serve(stream: TcpStream, st: &Mutex<DdiState>, base: &str) -> std::io::Result
             }
             s.feedback.push(v);
             drop(s);
+            respond(&mut out, "200 OK", &[], b"")
+        }
+        ("PUT", "/configData") => {
+            st.lock().unwrap().config_data = serde_json::from_slice(&body).ok();
             respond(&mut out, "200 OK", &[], b"")
         }
         ("GET", r) if r == format!("/cancelAction/{action}") => json_ok(
