@@ -207,7 +207,10 @@ impl AgentConfig {
             field,
             message,
         };
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        // Absolute paths: the slots are exec'd (a bare "a" would be looked up in PATH) and the
+        // config path is handed on across exec.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()

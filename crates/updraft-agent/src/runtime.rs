@@ -125,6 +125,8 @@ pub struct Runtime<'k> {
     failure_detail: Option<String>,
     /// A cancel or an application rejection is being reported separately.
     quiet_completion: bool,
+    /// The statistics of earlier processes (the core's count from zero at each start).
+    stats_before: crate::state::StoredStats,
 }
 
 impl<'k> Runtime<'k> {
@@ -149,6 +151,7 @@ impl<'k> Runtime<'k> {
         let _ = core.handle(&mut flash, now(), Event::WriteMaxDeferPeriod(defer));
         let mut state = AgentState::load(&config.state_dir);
         state.starts += 1;
+        let stats_before = state.stats;
         Ok(Runtime {
             config,
             flash,
@@ -161,6 +164,7 @@ impl<'k> Runtime<'k> {
             envelope: Vec::new(),
             failure_detail: None,
             quiet_completion: false,
+            stats_before,
         })
     }
 
@@ -229,7 +233,7 @@ impl<'k> Runtime<'k> {
     fn save(&mut self) {
         self.state.state = state_name(self.core.state()).into();
         self.state.result = result_name(self.core.result()).into();
-        self.state.stats = self.core.stats().into();
+        self.state.stats = self.stats_before.plus(self.core.stats());
         if let Err(e) = self.state.save(&self.config.state_dir) {
             tracing::warn!(error = %e, "could not save agent state");
         }

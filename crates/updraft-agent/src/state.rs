@@ -35,6 +35,19 @@ pub struct StoredStats {
     pub actions_dropped: u32,
 }
 
+impl StoredStats {
+    /// `self` plus the counters of a core run.
+    pub fn plus(self, s: updraft_device::stats::Stats) -> StoredStats {
+        StoredStats {
+            blocks_received: self.blocks_received.saturating_add(s.blocks_received),
+            blocks_queued: self.blocks_queued.saturating_add(s.blocks_queued),
+            blocks_processed: self.blocks_processed.saturating_add(s.blocks_processed),
+            blocks_dropped: self.blocks_dropped.saturating_add(s.blocks_dropped),
+            actions_dropped: self.actions_dropped.saturating_add(s.actions_dropped),
+        }
+    }
+}
+
 impl From<updraft_device::stats::Stats> for StoredStats {
     fn from(s: updraft_device::stats::Stats) -> Self {
         StoredStats {
@@ -67,7 +80,7 @@ pub struct AgentState {
     pub result: String,
     /// The outcome of the last finished action.
     pub last_outcome: Option<String>,
-    /// Core statistics of the current (or last) agent process.
+    /// Core statistics, summed over all agent processes (the core counts per process).
     pub stats: StoredStats,
     /// Agent starts counted.
     pub starts: u64,

@@ -64,6 +64,38 @@ fn a_good_config_resolves_paths_defaults_and_the_class_name() {
 }
 
 #[test]
+fn a_relative_config_path_gives_absolute_slot_paths() {
+    let dir = dir_with_key();
+    let cwd = std::env::current_dir().unwrap();
+    let rel = pathdiff(dir.path(), &cwd).join("agent.toml");
+    let c = parse_at(&rel, GOOD);
+    assert!(c.slot_a.is_absolute() && c.path.is_absolute(), "{c:?}");
+    let parent = c.slot_a.parent().unwrap().canonicalize().unwrap();
+    assert_eq!(parent, dir.path().canonicalize().unwrap());
+}
+
+fn parse_at(path: &Path, text: &str) -> AgentConfig {
+    AgentConfig::parse(path, text).unwrap()
+}
+
+/// `to` relative to `from` (both absolute), with `..` as needed.
+fn pathdiff(to: &Path, from: &Path) -> std::path::PathBuf {
+    let common = to
+        .components()
+        .zip(from.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = std::path::PathBuf::new();
+    for _ in from.components().skip(common) {
+        out.push("..");
+    }
+    for c in to.components().skip(common) {
+        out.push(c);
+    }
+    out
+}
+
+#[test]
 fn bad_values_are_refused_with_the_field_named() {
     let cases = [
         (

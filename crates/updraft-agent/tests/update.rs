@@ -55,6 +55,11 @@ fn update_downloads_verifies_installs_execs_the_new_image_and_reports_its_versio
     assert_eq!(status_line(&status, "active slot"), "B", "{status}");
     assert_eq!(status_line(&status, "installed sequence"), "2", "{status}");
     assert_eq!(status_line(&status, "result"), "success", "{status}");
+    let blocks = v2.len().div_ceil(4096);
+    assert!(
+        status_line(&status, "blocks").contains(&format!("processed {blocks} ")),
+        "statistics add up over the agent's processes: {status}"
+    );
     assert!(dev.log().contains("dev-1"), "logs carry the device id");
     let attrs = server.state.lock().unwrap().config_data.clone().unwrap();
     assert_eq!(attrs["mode"], "merge");
