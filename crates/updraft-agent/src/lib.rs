@@ -31,6 +31,17 @@
 //! A service manager runs `updraft-agent boot --config /etc/updraft/agent.toml` and restarts it
 //! when it exits; nothing else is needed.
 //!
+//! # Driving real agents from a test
+//!
+//! Each device is one config file with its own slots and state directory. A test provisions the
+//! factory image (`updraft-agent provision --config C --image v1 --sequence 1`), then starts
+//! `updraft-agent boot --config C` with `UPDRAFT_AGENT` set to the agent binary. The images are
+//! small shell scripts (`--version` prints the version, `--self-test` exits 0 or 1, anything
+//! else `exec`s `"$UPDRAFT_AGENT" run "$@"`). Every step from then on is an `exec`, so the
+//! child's pid stays the device for its whole life: the test can SIGKILL it mid-download and
+//! start `boot` again, and read `updraft-agent status --config C` at any time. Two devices are
+//! two configs and two children (`tests/common` has the helpers and a DDI stand-in).
+//!
 //! # Map
 //!
 //! | module | what |
