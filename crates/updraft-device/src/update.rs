@@ -386,7 +386,15 @@ impl<'k> UpdateCore<'k> {
                         self.transition(now, Step::Downloading, UpdateResult::Initial);
                         self.resume_download(flash, now)?;
                     }
-                    _ => {
+                    ResumeMode::Resume | ResumeMode::Restart => {
+                        // The manifest names no URI (the runtime knows where the image is, e.g.
+                        // a DDI artifact link) or it was pushed: nothing to ask for now. Keep
+                        // the journal, as after a lost connection: the same manifest fetched
+                        // again (pull) continues from the durable offset.
+                        self.transition(now, Step::Downloading, UpdateResult::Initial);
+                        self.finish(now, UpdateResult::ConnectionLost);
+                    }
+                    ResumeMode::Unsupported => {
                         self.transition(now, Step::Downloading, UpdateResult::Initial);
                         self.discard(flash, now, UpdateResult::ConnectionLost, false)?;
                     }

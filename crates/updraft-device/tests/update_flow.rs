@@ -334,6 +334,33 @@ fn unsupported_resume_mode_reports_connection_lost_after_a_reboot() {
 }
 
 #[test]
+fn a_download_without_a_manifest_uri_resumes_when_the_same_manifest_comes_again_after_a_reboot() {
+    // DDI and MQTT runtimes know the image location from the server, not from the manifest.
+    let keys = trusted_keys();
+    let img = new_image();
+    let mut srv = server(&img);
+    let mut s = spec(NEW_SEQ, &img);
+    s.uri = None;
+    srv.envelope = envelope(&s);
+    let mut dev = device(&keys, srv);
+    dev.send(Event::WritePackageUri(URI)).ok();
+    run_until_served(&mut dev, 5);
+    dev.power_on();
+    assert_eq!(
+        (dev.core().state(), dev.core().result()),
+        (State::Idle, UpdateResult::ConnectionLost)
+    );
+    assert_eq!(first_fetch(&drain(&mut dev)), None);
+    let before = dev.served.len();
+    dev.send(Event::WritePackageUri(URI)).ok();
+    dev.run(10_000);
+    let resumed_at = dev.served.get(before).copied();
+    assert!(resumed_at >= Some(4 * BLOCK), "resumed at {resumed_at:?}");
+    assert_eq!(asked_download(&dev.log), 1);
+    assert_new_image_running(&mut dev, &img);
+}
+
+#[test]
 fn connection_lost_then_the_same_manifest_continues_from_the_durable_offset() {
     let keys = trusted_keys();
     let img = new_image();
