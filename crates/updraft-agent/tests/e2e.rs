@@ -319,6 +319,25 @@ fn deploy(s: &Server, version: &str, devices: &[&str]) -> (i64, Vec<i64>) {
     (out["rollout"]["id"].as_i64().unwrap(), ids)
 }
 
+/// The statuses an action went through, from its event history.
+fn events(action: &Value) -> Vec<String> {
+    action["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e["status"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The deployment's counters: `(total, succeeded, failed, rejected)`.
+fn counters(s: &Server, rollout: i64) -> (i64, i64, i64, i64) {
+    let r = s.cli(&["status", "--deployment", &rollout.to_string()]);
+    let n = |k: &str| r[k].as_i64().unwrap_or_else(|| panic!("no {k} in {r:#}"));
+    (n("total"), n("succeeded"), n("failed"), n("rejected"))
+}
+
 fn current_version(s: &Server, device: &str) -> Value {
     s.cli(&["devices", "show", device])["current_version"].clone()
 }
@@ -409,14 +428,30 @@ fn scenario(database: Option<&str>, backend: &str) {
     for (name, action) in ["dev-a", "dev-b"].iter().zip(&actions) {
         let a = s.wait_closed(*action);
         assert_eq!(a["status"], "succeeded", "{name}: {a:#}\n{}", s.log());
+        let ev = events(&a);
+        for want in [
+            "pending",
+            "notified",
+            "downloading",
+            "downloaded",
+            "updating",
+        ] {
+            assert!(
+                ev.iter().any(|e| e == want),
+                "{name}: {want} missing: {ev:?}"
+            );
+        }
+        assert!(
+            a["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["progress"].as_i64().is_some_and(|p| p > 0 && p < 100)),
+            "{name}: download progress reported: {a:#}"
+        );
         assert_eq!(current_version(&s, name), "2.0.0");
     }
-    let r = s.cli(&["status", "--deployment", &rollout.to_string()]);
-    assert_eq!(
-        (r["total"].as_i64(), r["succeeded"].as_i64()),
-        (Some(2), Some(2)),
-        "{r:#}"
-    );
+    assert_eq!(counters(&s, rollout), (2, 2, 0, 0), "both succeeded");
     for dev in [&mut *a, &mut *b] {
         assert_device_on(dev, "B", 2, "2.0.0");
         assert_eq!(slot(dev, "slot-b"), v2, "slot B holds exactly v2");
@@ -458,28 +493,40 @@ fn scenario(database: Option<&str>, backend: &str) {
     assert_eq!(stored, v3, "the blob store holds the image as uploaded");
     stored[10_000] ^= 0x20;
     std::fs::write(&blob, &stored).unwrap();
-    let (_, ids) = deploy(&s, "3.0.0", &["dev-a"]);
+    let (rollout, ids) = deploy(&s, "3.0.0", &["dev-a"]);
     let act = s.wait_closed(ids[0]);
     assert_eq!(act["status"], "failed", "{act:#}");
     let reason = act["reason"].as_str().unwrap_or("");
     assert!(reason.contains("integrity"), "{act:#}");
+    assert!(
+        !events(&act)
+            .iter()
+            .any(|e| e == "downloaded" || e == "updating"),
+        "nothing installed: {act:#}"
+    );
+    assert_eq!(counters(&s, rollout), (1, 0, 1, 0));
     assert_eq!(current_version(&s, "dev-a"), "2.0.0");
     assert_device_on(a, "B", 2, "2.0.0");
     assert!(a.is_running(), "v2 keeps running:\n{}", a.log());
 
     // ---- a downgrade: v1 (sequence 1) to a device on sequence 2 -----------------------------
-    let (_, ids) = deploy(&s, "1.0.0", &["dev-a"]);
+    let (rollout, ids) = deploy(&s, "1.0.0", &["dev-a"]);
     let act = s.wait_closed(ids[0]);
     assert_eq!(act["status"], "rejected", "{act:#}");
     let reason = act["reason"].as_str().unwrap_or("");
     assert!(reason.contains("downgrade"), "{act:#}");
+    assert!(
+        s.served_ranges("dev-a", "fw-1.bin").is_empty(),
+        "no byte of the downgrade image downloaded"
+    );
+    assert_eq!(counters(&s, rollout), (1, 0, 0, 1));
     assert_eq!(current_version(&s, "dev-a"), "2.0.0");
     assert_device_on(a, "B", 2, "2.0.0");
 
     // ---- an image whose self-test fails: installed, tried, reverted to v2 -------------------
     let v4 = script_image("4.0.0", false, 0);
     release_create(&s, &key, dir.path(), "fw-4.bin", "4.0.0", 4, &v4);
-    let (_, ids) = deploy(&s, "4.0.0", &["dev-a"]);
+    let (rollout, ids) = deploy(&s, "4.0.0", &["dev-a"]);
     let act = s.wait_closed(ids[0]);
     assert_eq!(act["status"], "failed", "{act:#}\n{}", a.log());
     let reason = act["reason"].as_str().unwrap_or("");
@@ -487,6 +534,11 @@ fn scenario(database: Option<&str>, backend: &str) {
         reason.contains("self-test failed") && reason.contains("reverted to version 2.0.0"),
         "{act:#}"
     );
+    assert!(
+        events(&act).iter().any(|e| e == "updating"),
+        "installed and tried before the revert: {act:#}"
+    );
+    assert_eq!(counters(&s, rollout), (1, 0, 1, 0));
     assert_eq!(current_version(&s, "dev-a"), "2.0.0");
     assert_device_on(a, "B", 2, "2.0.0");
     assert_eq!(status_line(&a.status(), "last trial"), "Rejected");
