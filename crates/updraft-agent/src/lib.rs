@@ -41,6 +41,7 @@
 //! child's pid stays the device for its whole life: the test can SIGKILL it mid-download and
 //! start `boot` again, and read `updraft-agent status --config C` at any time. Two devices are
 //! two configs and two children (`tests/common` has the helpers and a DDI stand-in).
+//! `tests/e2e.rs` runs the same fixture against the real `updraft serve` and CLI.
 //!
 //! # Map
 //!

@@ -787,6 +787,8 @@ async fn artifact(
         );
         return Ok((head, error).into_response());
     }
+    let served = range.clone().unwrap_or(0..size);
+    tracing::debug!(device = %device.controller_id, artifact = %name, start = served.start, end = served.end, "artifact download");
     let body = match envelope {
         Some(e) => {
             let r = range.unwrap_or(0..size);

@@ -72,3 +72,34 @@ fn serve_prints_its_urls_answers_and_stops_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+#[test]
+fn serve_logs_plain_text_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "tower_http=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
+    let answer = http_get(&addr, "/api/v1/devices");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("DEBUG"), "the request was logged: {text:?}");
+    assert!(
+        !text.contains('\x1b'),
+        "no ANSI escapes in a log file: {text:?}"
+    );
+}

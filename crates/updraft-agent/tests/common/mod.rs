@@ -341,7 +341,8 @@ pub fn script_image(version: &str, self_test_passes: bool, pad: usize) -> Vec<u8
 
 pub struct Device {
     pub dir: tempfile::TempDir,
-    pub key: SigningKey,
+    /// The release key of a device made by [`Device::new`] (signs envelopes for the stand-in).
+    pub key: Option<SigningKey>,
     pub config: PathBuf,
     pub child: Option<Child>,
 }
@@ -350,24 +351,49 @@ pub fn vendor() -> Uuid {
     Uuid::parse_str(VENDOR).unwrap()
 }
 
+/// Where a device polls and who it is there.
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub controller_id: &'a str,
+    pub token: &'a str,
+}
+
 impl Device {
-    /// A device with `v1` provisioned in slot A (anti-rollback counter `sequence`).
+    /// A device of the DDI stand-in with `v1` provisioned in slot A (anti-rollback counter
+    /// `sequence`), trusting a release key of its own ([`Device::envelope`] signs with it).
     pub fn new(server: &DdiServer, v1: &[u8], sequence: u64, block_size: u32) -> Device {
-        let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::generate(Algorithm::Ed25519);
-        std::fs::write(
-            dir.path().join("release.pub.pem"),
-            key.public_key().to_public_key_pem().unwrap(),
-        )
-        .unwrap();
+        let target = Target {
+            url: &server.url,
+            controller_id: DEVICE,
+            token: TOKEN,
+        };
+        let public = key.public_key().to_public_key_pem().unwrap();
+        let mut dev = Device::provision(&target, &public, v1, sequence, block_size);
+        dev.key = Some(key);
+        dev
+    }
+
+    /// A device polling `target`, trusting the public key `trusted_key_pem`, with `v1`
+    /// provisioned in slot A (anti-rollback counter `sequence`). Not started: see
+    /// [`Device::boot`].
+    pub fn provision(
+        target: &Target<'_>,
+        trusted_key_pem: &str,
+        v1: &[u8],
+        sequence: u64,
+        block_size: u32,
+    ) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("release.pub.pem"), trusted_key_pem).unwrap();
         let config = dir.path().join("agent.toml");
         std::fs::write(
             &config,
             format!(
                 r#"[server]
 url = "{url}"
-controller_id = "{DEVICE}"
-token = "{TOKEN}"
+controller_id = "{controller_id}"
+token = "{token}"
 
 [device]
 vendor_id = "{VENDOR}"
@@ -386,7 +412,9 @@ block_size = {block_size}
 poll_interval = "200ms"
 poll_jitter = "0s"
 "#,
-                url = server.url
+                url = target.url,
+                controller_id = target.controller_id,
+                token = target.token,
             ),
         )
         .unwrap();
@@ -406,7 +434,7 @@ poll_jitter = "0s"
         );
         Device {
             dir,
-            key,
+            key: None,
             config,
             child: None,
         }
@@ -437,7 +465,8 @@ poll_jitter = "0s"
             precursor_digest: None,
             expires_at: None,
         };
-        updraft_manifest::sign(&spec, &self.key)
+        let key = self.key.as_ref().expect("a device made by Device::new");
+        updraft_manifest::sign(&spec, key)
     }
 
     /// Start `updraft-agent boot` (it execs the image, which execs `run`: one pid throughout).
