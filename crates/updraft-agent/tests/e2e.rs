@@ -403,8 +403,9 @@ fn scenario(database: Option<&str>, backend: &str) {
     };
     // Both agents have polled (last seen) and reported v1 through configData.
     for name in ["dev-a", "dev-b"] {
-        poll(&format!("{name} to poll"), || {
-            (!s.cli(&["devices", "show", name])["last_seen"].is_null()).then_some(())
+        poll(&format!("{name} to report version 1.0.0"), || {
+            let device = s.cli(&["devices", "show", name]);
+            (!device["last_seen"].is_null() && device["current_version"] == "1.0.0").then_some(())
         });
     }
 

@@ -603,6 +603,12 @@ async fn config_data(
                 "keys are 1-128 bytes, values at most 1024",
             ));
         }
+        if k == crate::store::INSTALLED_VERSION_KEY && v.len() > updraft_manifest::MAX_VERSION_LEN {
+            return Err(ApiError::bad_request(
+                "bad_config",
+                format!("{k} is at most {} bytes", updraft_manifest::MAX_VERSION_LEN),
+            ));
+        }
         data.push((k, v));
     }
     state

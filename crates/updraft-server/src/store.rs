@@ -12,6 +12,9 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+/// The configData attribute in which a device reports the version it runs (the Updraft agent
+/// sends it at first contact and after every update).
+pub const INSTALLED_VERSION_KEY: &str = "updraft.installed_version";
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -668,6 +671,9 @@ impl Store {
     }
 
     /// Change configuration data: `merge` upserts, `replace` replaces all, `remove` deletes the keys.
+    ///
+    /// A device that reports [`INSTALLED_VERSION_KEY`] has it recorded as its current version,
+    /// so a fleet provisioned at the factory is known (and filterable) before its first update.
     pub async fn update_config_data(
         &self,
         device_id: i64,
@@ -698,6 +704,13 @@ impl Store {
                 .bind(v)
                 .execute(&mut *tx)
                 .await?;
+                if k == INSTALLED_VERSION_KEY && !v.is_empty() {
+                    sqlx::query("UPDATE devices SET current_version = $1 WHERE id = $2")
+                        .bind(v)
+                        .bind(device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
         }
         tx.commit().await?;

@@ -348,6 +348,46 @@ async fn hawkbit_client_uploads_config_data_and_accepts_a_cancel() {
 }
 
 #[tokio::test]
+async fn a_reported_installed_version_becomes_the_current_version() {
+    let s = TestServer::start(None).await;
+    let token = s.device("dev", &[]).await;
+    let (_, device) = s.get("/devices/dev").await;
+    assert!(device["current_version"].is_null());
+    let dev = client(&s, "dev", &token);
+    let request = dev.poll().await.unwrap().config_data_request().unwrap();
+    request
+        .upload(
+            Execution::Closed,
+            Finished::Success,
+            Some(Mode::Merge),
+            json!({"updraft.installed_version": "1.0.0"}),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (_, device) = s.get("/devices/dev").await;
+    assert_eq!(device["current_version"], "1.0.0");
+    let (_, list) = s.get("/devices?current_version=1.0.0").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // An oversized version is refused and changes nothing.
+    let request = dev.poll().await.unwrap().config_data_request();
+    assert!(request.is_none());
+    let url = s.ddi("dev", "/configData");
+    let reply = s
+        .client
+        .put(url)
+        .header("Authorization", format!("TargetToken {token}"))
+        .json(&json!({"mode": "merge", "data": {"updraft.installed_version": "x".repeat(65)}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400);
+    let (_, device) = s.get("/devices/dev").await;
+    assert_eq!(device["current_version"], "1.0.0");
+}
+
+#[tokio::test]
 async fn tokens_open_only_their_own_device() {
     let s = TestServer::start(None).await;
     let a_token = s.device("a", &[]).await;
