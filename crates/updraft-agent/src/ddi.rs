@@ -161,6 +161,15 @@ pub struct DdiClient {
     agent: ureq::Agent,
     base: String,
     auth: String,
+    /// `scheme://host[:port]` of the configured server: the only place the token is sent.
+    origin: String,
+}
+
+/// `scheme://authority` of an absolute URL, lowercased (`None` if it has no scheme).
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
 }
 
 fn text(v: &Value, path: &[&str]) -> Option<String> {
@@ -207,6 +216,24 @@ impl DdiClient {
                 config.server_url, config.tenant, config.controller_id
             ),
             auth: format!("TargetToken {}", config.token),
+            origin: origin_of(&config.server_url).unwrap_or_default(),
+        }
+    }
+
+    /// The `Authorization` value for `url`: only for the configured server's origin, so a link
+    /// to another host (a CDN, or a hostile redirect in a tampered answer) never sees the token.
+    /// Images need no secret to be safe: the signed manifest authenticates them.
+    fn auth_for(&self, url: &str) -> Option<&str> {
+        (!self.origin.is_empty() && origin_of(url).as_deref() == Some(self.origin.as_str()))
+            .then_some(self.auth.as_str())
+    }
+
+    /// A GET of `url`, with the token when `url` is on the configured server.
+    fn get(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let req = self.agent.get(url);
+        match self.auth_for(url) {
+            Some(auth) => req.header("Authorization", auth),
+            None => req,
         }
     }
 
@@ -239,9 +266,7 @@ impl DdiClient {
 
     fn get_json(&self, url: &str) -> Result<Value, DdiError> {
         let mut resp = self
-            .agent
             .get(url)
-            .header("Authorization", &self.auth)
             .header("Accept", "application/hal+json, application/json")
             .call()
             .map_err(|e| Self::transport(url, e))?;
@@ -330,12 +355,7 @@ impl DdiClient {
 
     /// A small artifact (the envelope), at most `limit` bytes.
     pub fn fetch_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, DdiError> {
-        let mut resp = self
-            .agent
-            .get(url)
-            .header("Authorization", &self.auth)
-            .call()
-            .map_err(|e| Self::transport(url, e))?;
+        let mut resp = self.get(url).call().map_err(|e| Self::transport(url, e))?;
         if resp.status().as_u16() != 200 {
             return Err(Self::status_error(url, &mut resp));
         }
@@ -359,9 +379,7 @@ impl DdiClient {
     ) -> Result<Block, DdiError> {
         let last = u64::from(offset) + buf.len().max(1) as u64 - 1;
         let mut req = self
-            .agent
             .get(url)
-            .header("Authorization", &self.auth)
             .header("Range", format!("bytes={offset}-{last}"));
         if let Some(tag) = if_range {
             req = req.header("If-Range", tag);
@@ -470,8 +488,11 @@ impl DdiClient {
         url: &str,
         body: &Value,
     ) -> Result<(), DdiError> {
+        let req = match self.auth_for(url) {
+            Some(auth) => req.header("Authorization", auth),
+            None => req,
+        };
         let mut resp = req
-            .header("Authorization", &self.auth)
             .header("Content-Type", "application/json")
             .send(body.to_string())
             .map_err(|e| Self::transport(url, e))?;
@@ -502,6 +523,32 @@ mod tests {
             "00: 5:00",
         ] {
             assert_eq!(parse_sleep(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_configured_server() {
+        let client = DdiClient {
+            agent: ureq::Agent::new_with_defaults(),
+            base: "http://127.0.0.1:8080/DEFAULT/controller/v1/dev".into(),
+            auth: "TargetToken secret".into(),
+            origin: origin_of("http://127.0.0.1:8080").unwrap_or_default(),
+        };
+        let ours = "http://127.0.0.1:8080/DEFAULT/controller/v1/dev/softwaremodules/1/artifacts/a";
+        assert_eq!(client.auth_for(ours), Some("TargetToken secret"));
+        assert_eq!(
+            client.auth_for("HTTP://127.0.0.1:8080?x=1"),
+            Some("TargetToken secret")
+        );
+        for other in [
+            "http://127.0.0.1:8081/DEFAULT/controller/v1/dev",
+            "https://127.0.0.1:8080/DEFAULT/controller/v1/dev",
+            "http://127.0.0.1:8080.evil.example/DEFAULT",
+            "http://evil.example/?http://127.0.0.1:8080/",
+            "http://user@127.0.0.1:8080/",
+            "/relative/path",
+        ] {
+            assert_eq!(client.auth_for(other), None, "{other}");
         }
     }
 }
