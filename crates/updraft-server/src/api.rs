@@ -722,36 +722,34 @@ struct RolloutDetail {
     actions: Vec<Action>,
 }
 
-async fn get_rollout(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<RolloutDetail>, ApiError> {
+/// A deployment with its per-device actions, or 404.
+async fn rollout_detail(state: &AppState, id: i64) -> Result<RolloutDetail, ApiError> {
     let rollout = state
         .store
         .rollout(id)
         .await?
         .ok_or_else(|| ApiError::not_found("deployment"))?;
     let actions = state.store.rollout_actions(id).await?;
-    Ok(Json(RolloutDetail { rollout, actions }))
+    Ok(RolloutDetail { rollout, actions })
+}
+
+async fn get_rollout(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<RolloutDetail>, ApiError> {
+    Ok(Json(rollout_detail(&state, id).await?))
 }
 
 async fn cancel_rollout(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    let rollout = state
-        .store
-        .rollout(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("deployment"))?;
-    for a in state.store.rollout_actions(id).await? {
+    for a in rollout_detail(&state, id).await?.actions {
         if a.active {
             request_cancel(&state, &a).await?;
         }
     }
-    let rollout = state.store.rollout(rollout.id).await?.unwrap_or(rollout);
-    let actions = state.store.rollout_actions(id).await?;
-    Ok(Json(RolloutDetail { rollout, actions }))
+    Ok(Json(rollout_detail(&state, id).await?))
 }
 
 async fn get_action(
