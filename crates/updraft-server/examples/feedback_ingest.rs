@@ -79,10 +79,13 @@ async fn run(database: Option<String>, devices: usize, reports: usize) -> f64 {
         targets.push((d, token));
     }
     let ids: Vec<i64> = targets.iter().map(|(d, _)| d.id).collect();
-    let (_, actions, _) = store
-        .create_rollout(release.id, "bench", &ids)
+    let rollout = store
+        .create_rollout(release.id, "bench")
         .await
         .expect("rollout");
+    let mut created = store.assign(rollout, &ids).await.expect("assign").created;
+    created.sort_by_key(|&(_, device)| device);
+    let actions: Vec<i64> = created.into_iter().map(|(action, _)| action).collect();
 
     let client = reqwest::Client::new();
     let start = Instant::now();
@@ -91,11 +94,11 @@ async fn run(database: Option<String>, devices: usize, reports: usize) -> f64 {
         let client = client.clone();
         let url = format!(
             "{base}/DEFAULT/controller/v1/{}/deploymentBase/{}/feedback",
-            device.controller_id, action.id
+            device.controller_id, action
         );
         tasks.push(tokio::spawn(async move {
             for n in 1..=reports {
-                let body = json!({"id": action.id.to_string(), "status": {"execution": "proceeding",
+                let body = json!({"id": action.to_string(), "status": {"execution": "proceeding",
                     "result": {"finished": "none", "progress": {"cnt": n, "of": reports + 1}}}});
                 let r = client
                     .post(&url)

@@ -20,9 +20,9 @@ use crate::blobs::StagedBlob;
 use crate::http::{ApiError, Json, Path, Query, is_safe_name};
 use crate::keys;
 use crate::server::AppState;
+use crate::store::SKIP_INSTALLED;
 use crate::store::{
-    Action, ActionEvent, ActionStatus, Applied, Device, DeviceFilter, NewRelease, Release, Rollout,
-    Transition,
+    Action, ActionEvent, ActionStatus, Device, DeviceFilter, NewRelease, Release, Rollout, Skip,
 };
 use crate::tokens;
 
@@ -245,7 +245,7 @@ async fn delete_device(
     State(state): State<AppState>,
     Path(controller_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_device(&controller_id).await? {
+    if state.fleet.delete_device(&controller_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("device"))
@@ -296,11 +296,21 @@ async fn device_deployments(
         .device(&controller_id)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
-    let mut out = Vec::new();
-    for a in state.store.device_actions(device.id).await? {
-        out.push(detail(&state, a).await?);
+    let actions = state.store.device_actions(device.id, 1000).await?;
+    let ids: Vec<i64> = actions.iter().map(|a| a.id).collect();
+    let mut events: std::collections::HashMap<i64, Vec<ActionEvent>> = Default::default();
+    for (id, e) in state.store.events_of(&ids).await? {
+        events.entry(id).or_default().push(e);
     }
-    Ok(Json(out))
+    Ok(Json(
+        actions
+            .into_iter()
+            .map(|action| ActionDetail {
+                events: events.remove(&action.id).unwrap_or_default(),
+                action,
+            })
+            .collect(),
+    ))
 }
 
 // ---- keys ----
@@ -627,17 +637,17 @@ struct CreateDeployment {
 }
 
 #[derive(Serialize)]
-struct Skipped {
-    controller_id: String,
-    reason: &'static str,
-}
-
-#[derive(Serialize)]
 struct CreatedDeployment {
     rollout: Rollout,
+    /// The first actions created (at most [`PAGE_MAX`]; page through the deployment for more).
     actions: Vec<Action>,
-    skipped: Vec<Skipped>,
+    /// Devices that got no action, and why (at most [`PAGE_MAX`]; `skipped_count` has all).
+    skipped: Vec<Skip>,
+    skipped_count: usize,
 }
+
+/// Largest page of a list.
+const PAGE_MAX: i64 = 1000;
 
 async fn create_deployment(
     State(state): State<AppState>,
@@ -648,22 +658,15 @@ async fn create_deployment(
         .release(&req.release)
         .await?
         .ok_or_else(|| ApiError::not_found("release"))?;
-    let (target, ids, names) = match (req.devices, req.tag) {
+    let (target, ids) = match (req.devices, req.tag) {
         (Some(devices), None) if !devices.is_empty() && devices.len() <= 10_000 => {
-            let mut ids = Vec::with_capacity(devices.len());
-            let mut names = BTreeMap::new();
-            for cid in &devices {
-                let d = state
-                    .store
-                    .device(cid)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found(&format!("device {cid:?}")))?;
-                names.insert(d.id, d.controller_id.clone());
-                ids.push(d.id);
+            let found = state.store.device_ids(&devices).await?;
+            if let Some(missing) = devices.iter().find(|d| !found.contains_key(d.as_str())) {
+                return Err(ApiError::not_found(&format!("device {missing:?}")));
             }
+            let mut ids: Vec<i64> = found.into_values().collect();
             ids.sort_unstable();
-            ids.dedup();
-            (format!("devices:{}", devices.join(",")), ids, names)
+            (format!("devices:{}", devices.join(",")), ids)
         }
         (None, Some(tag)) => {
             check_name("tag", &tag)?;
@@ -671,7 +674,7 @@ async fn create_deployment(
             if ids.is_empty() {
                 return Err(ApiError::not_found(&format!("devices with tag {tag:?}")));
             }
-            (format!("tag:{tag}"), ids, BTreeMap::new())
+            (format!("tag:{tag}"), ids)
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -680,76 +683,122 @@ async fn create_deployment(
             ));
         }
     };
-    let (rollout, actions, skipped_ids) = state
-        .store
-        .create_rollout(release.id, &target, &ids)
-        .await?;
-    let mut skipped = Vec::new();
-    for id in skipped_ids {
-        let controller_id = match names.get(&id) {
-            Some(n) => n.clone(),
-            None => format!("#{id}"),
+    let (rollout_id, outcome) = state.fleet.deploy(&release, &target, &ids).await?;
+    if outcome.created.is_empty() {
+        let why = if outcome.skipped.iter().all(|s| s.reason == SKIP_INSTALLED) {
+            "every targeted device already runs this release"
+        } else {
+            "every targeted device already has an open deployment or runs this release"
         };
-        skipped.push(Skipped {
-            controller_id,
-            reason: "the device has an open deployment",
-        });
+        return Err(ApiError::conflict(why));
     }
-    if actions.is_empty() {
-        return Err(ApiError::conflict(
-            "every targeted device already has an open deployment",
-        ));
-    }
-    tracing::info!(rollout = rollout.id, release = %release.version, devices = actions.len(), "deployment created");
+    let rollout = state
+        .store
+        .rollout(rollout_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("deployment"))?;
+    let actions = state
+        .store
+        .rollout_actions(rollout_id, None, PAGE_MAX)
+        .await?;
+    let skipped_count = outcome.skipped.len();
+    let mut skipped = outcome.skipped;
+    skipped.truncate(PAGE_MAX as usize);
     Ok((
         StatusCode::CREATED,
         Json(CreatedDeployment {
             rollout,
             actions,
             skipped,
+            skipped_count,
         }),
     ))
 }
 
-async fn list_rollouts(State(state): State<AppState>) -> Result<Json<Vec<Rollout>>, ApiError> {
-    Ok(Json(state.store.rollouts().await?))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    /// Items after this id (actions) or before it (deployments, newest first).
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+impl Page {
+    fn limit(&self) -> Result<i64, ApiError> {
+        let limit = self.limit.unwrap_or(PAGE_MAX);
+        if (1..=PAGE_MAX).contains(&limit) {
+            Ok(limit)
+        } else {
+            Err(ApiError::bad_request(
+                "bad_query",
+                format!("limit must be 1..={PAGE_MAX}"),
+            ))
+        }
+    }
+}
+
+async fn list_rollouts(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<Rollout>>, ApiError> {
+    Ok(Json(
+        state.store.rollouts(page.before, page.limit()?).await?,
+    ))
 }
 
 #[derive(Serialize)]
 struct RolloutDetail {
     #[serde(flatten)]
     rollout: Rollout,
+    /// One page of the per-device actions, in id order.
     actions: Vec<Action>,
+    /// Pass as `after` for the next page of actions; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<i64>,
 }
 
-/// A deployment with its per-device actions, or 404.
-async fn rollout_detail(state: &AppState, id: i64) -> Result<RolloutDetail, ApiError> {
+/// A deployment with one page of its per-device actions, or 404.
+async fn rollout_detail(state: &AppState, id: i64, page: &Page) -> Result<RolloutDetail, ApiError> {
     let rollout = state
         .store
         .rollout(id)
         .await?
         .ok_or_else(|| ApiError::not_found("deployment"))?;
-    let actions = state.store.rollout_actions(id).await?;
-    Ok(RolloutDetail { rollout, actions })
+    let limit = page.limit()?;
+    let mut actions = state
+        .store
+        .rollout_actions(id, page.after, limit + 1)
+        .await?;
+    let next_after = if actions.len() as i64 > limit {
+        actions.truncate(limit as usize);
+        actions.last().map(|a| a.id)
+    } else {
+        None
+    };
+    Ok(RolloutDetail {
+        rollout,
+        actions,
+        next_after,
+    })
 }
 
 async fn get_rollout(
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    Query(page): Query<Page>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    Ok(Json(rollout_detail(&state, id).await?))
+    Ok(Json(rollout_detail(&state, id, &page).await?))
 }
 
 async fn cancel_rollout(
     State(state): State<AppState>,
     Path(id): Path<i64>,
+    Query(page): Query<Page>,
 ) -> Result<Json<RolloutDetail>, ApiError> {
-    for a in rollout_detail(&state, id).await?.actions {
-        if a.active {
-            request_cancel(&state, &a).await?;
-        }
-    }
-    Ok(Json(rollout_detail(&state, id).await?))
+    rollout_detail(&state, id, &page).await?;
+    state.fleet.cancel_rollout(id).await?;
+    Ok(Json(rollout_detail(&state, id, &page).await?))
 }
 
 async fn get_action(
@@ -764,39 +813,10 @@ async fn get_action(
     Ok(Json(detail(&state, action).await?))
 }
 
-/// Cancel an open action: at once while the device has not seen it, otherwise by asking the
-/// device (DDI `cancelAction`), which confirms with feedback.
-async fn request_cancel(state: &AppState, action: &Action) -> Result<(), ApiError> {
-    let status = if action.status == ActionStatus::Pending {
-        ActionStatus::Cancelled
-    } else {
-        ActionStatus::Canceling
-    };
-    let t = Transition {
-        status,
-        progress: None,
-        message: Some("cancel requested".into()),
-    };
-    match state.store.apply_transition(action.id, &t).await? {
-        Applied::Changed | Applied::Unchanged => Ok(()),
-        Applied::NotActive => Err(ApiError::conflict("the deployment is already closed")),
-    }
-}
-
 async fn cancel_action(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<ActionDetail>, ApiError> {
-    let action = state
-        .store
-        .action(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("action"))?;
-    request_cancel(&state, &action).await?;
-    let action = state
-        .store
-        .action(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("action"))?;
+    let action = state.fleet.request_cancel(id).await?;
     Ok(Json(detail(&state, action).await?))
 }

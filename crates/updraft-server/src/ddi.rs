@@ -1,5 +1,9 @@
 //! The hawkBit DDI v1 device API: `/{tenant}/controller/v1/{controllerId}/...`.
 //!
+//! This module is HTTP and JSON only: it translates requests into calls of the [`crate::fleet`]
+//! layer, which owns every rule (who the device is, what it gets next, which status a report
+//! leads to, which artifacts it may fetch).
+//!
 //! Auth: `Authorization: TargetToken <device token>` opens that device's resources only (403 for
 //! any other), `GatewayToken <token>` (from `<data-dir>/gateway-token`) opens every device.
 //! GETs are idempotent (the only change they make is pending → notified when the device first
@@ -24,10 +28,12 @@ use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+use crate::fleet::{
+    ArtifactKind, Credential, DeviceReport, FailureKind, FleetError, Work, envelope_name,
+};
 use crate::http::{ApiError, Json, Path};
 use crate::server::AppState;
-use crate::store::{Action, ActionStatus, Applied, ConfigMode, Device, Release, Transition};
-use crate::tokens;
+use crate::store::{Action, ActionStatus, ConfigMode, Device};
 
 /// Routes of the DDI API.
 pub fn router(_state: AppState) -> Router<AppState> {
@@ -63,7 +69,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
         )
 }
 
-/// Authenticate the request for `controller_id` of `tenant`, and note that the device was seen.
+/// Authenticate the request for `controller_id` of `tenant` (the fleet layer decides).
 async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
@@ -77,40 +83,16 @@ async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::unauthorized("missing `Authorization: TargetToken <token>`"))?;
-    let device = if let Some(token) = value.strip_prefix("TargetToken ") {
-        let device = state
-            .store
-            .device_by_token_hash(&tokens::hash(token.trim()))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown target token"))?;
-        if device.controller_id != controller_id {
-            return Err(ApiError::forbidden("this token belongs to another device"));
-        }
-        device
+    let credential = if let Some(token) = value.strip_prefix("TargetToken ") {
+        Credential::DeviceToken(token)
     } else if let Some(token) = value.strip_prefix("GatewayToken ") {
-        if !tokens::equal(
-            tokens::hash(token.trim()).as_bytes(),
-            state.gateway_token_hash.as_bytes(),
-        ) {
-            return Err(ApiError::unauthorized("unknown gateway token"));
-        }
-        state
-            .store
-            .device(controller_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("device"))?
+        Credential::GatewayToken(token)
     } else {
         return Err(ApiError::unauthorized(
             "use `Authorization: TargetToken <token>` or `GatewayToken <token>`",
         ));
     };
-    // `last_seen` is for people and filters: a write per second per device is plenty, and
-    // skipping the rest keeps ranged downloads from queueing on the database.
-    let now = crate::store::now_ms();
-    if device.last_seen.is_none_or(|seen| now - seen >= 1000) {
-        state.store.touch_device(device.id).await?;
-    }
-    Ok(device)
+    Ok(state.fleet.authenticate(controller_id, credential).await?)
 }
 
 /// `http://host` as the device reached us, for links.
@@ -149,26 +131,28 @@ async fn poll(
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
     let base = base_url(&state, &headers, &device);
     let mut links = serde_json::Map::new();
-    if let Some(action) = state.store.active_action(device.id).await? {
-        if action.status == ActionStatus::Canceling {
+    match state.fleet.next_work(&device).await? {
+        Work::None => {}
+        Work::Cancel(action) => {
             links.insert(
                 "cancelAction".into(),
                 json!({"href": format!("{base}/cancelAction/{}", action.id)}),
             );
-        } else {
+        }
+        Work::Deploy(action) => {
             links.insert(
                 "deploymentBase".into(),
                 json!({"href": format!("{base}/deploymentBase/{}?c={}", action.id, action.updated_at)}),
             );
         }
     }
-    if state.store.config_data(device.id).await?.is_empty() {
+    if !state.fleet.has_attributes(&device).await? {
         links.insert(
             "configData".into(),
             json!({"href": format!("{base}/configData")}),
         );
     }
-    if let Some(installed) = state.store.installed_action(device.id).await? {
+    if let Some(installed) = state.fleet.installed(&device).await? {
         links.insert(
             "installedBase".into(),
             json!({"href": format!("{base}/installedBase/{}", installed.id)}),
@@ -178,19 +162,6 @@ async fn poll(
         "config": {"polling": {"sleep": sleep_string(state.config.poll_interval)}},
         "_links": links,
     })))
-}
-
-/// The device's own action `action_id` (404 if none, 403 if another device's).
-async fn own_action(state: &AppState, device: &Device, action_id: i64) -> Result<Action, ApiError> {
-    let action = state
-        .store
-        .action(action_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("action"))?;
-    if action.device_id != device.id {
-        return Err(ApiError::forbidden("this action belongs to another device"));
-    }
-    Ok(action)
 }
 
 fn artifact_json(href: &str, name: &str, size: u64, sha256: &str, sha1: &str, md5: &str) -> Value {
@@ -213,19 +184,11 @@ async fn deployment_json(
     device: &Device,
     action: &Action,
 ) -> Result<Value, ApiError> {
-    let release = state
-        .store
-        .release_by_id(action.release_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("release"))?;
-    let envelope = state
-        .store
-        .envelope(release.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("release"))?;
+    let release = state.fleet.release_of(action).await?;
+    let envelope = state.fleet.envelope(&release).await?;
     let base = base_url(state, headers, device);
     let dir = format!("{base}/softwaremodules/{}/artifacts", release.id);
-    let suit_name = format!("{}.suit", release.filename);
+    let suit_name = envelope_name(&release);
     let image_size = u64::try_from(release.image_size).unwrap_or(0);
     let artifacts = vec![
         artifact_json(
@@ -247,8 +210,8 @@ async fn deployment_json(
     ];
     let history_status = if action.active { "RUNNING" } else { "FINISHED" };
     let messages: Vec<String> = state
-        .store
-        .action_events(action.id)
+        .fleet
+        .history(action)
         .await?
         .into_iter()
         .map(|e| match (e.progress, e.message) {
@@ -283,15 +246,7 @@ async fn deployment_base(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    let action = own_action(&state, &device, action_id).await?;
-    if action.status == ActionStatus::Pending {
-        let t = Transition {
-            status: ActionStatus::Notified,
-            progress: None,
-            message: None,
-        };
-        state.store.apply_transition(action.id, &t).await?;
-    }
+    let action = state.fleet.retrieve(&device, action_id).await?;
     Ok(Json(
         deployment_json(&state, &headers, &device, &action).await?,
     ))
@@ -303,7 +258,7 @@ async fn installed_base(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    let action = own_action(&state, &device, action_id).await?;
+    let action = state.fleet.own_action(&device, action_id).await?;
     if action.status != ActionStatus::Succeeded {
         return Err(ApiError::not_found("installed action"));
     }
@@ -311,9 +266,6 @@ async fn installed_base(
         deployment_json(&state, &headers, &device, &action).await?,
     ))
 }
-
-/// Longest feedback message kept in an event (the end of longer ones is kept).
-const MAX_MESSAGE: usize = 2048;
 
 /// The action id in feedback: hawkBit clients send it as a string or a number.
 #[derive(Deserialize)]
@@ -396,88 +348,57 @@ impl Feedback {
         }
     }
 
+    /// `code N: details`, as the device sent them (the fleet layer bounds the length).
     fn message(&self) -> Option<String> {
         let details = self.status.details.join("; ");
-        let mut message = match (self.status.code, details.is_empty()) {
-            (Some(code), true) => format!("code {code}"),
-            (Some(code), false) => format!("code {code}: {details}"),
-            (None, false) => details,
-            (None, true) => return None,
-        };
-        // Devices send logs as details (swupdate sends its whole log): keep the end, bounded.
-        if message.len() > MAX_MESSAGE {
-            let mut start = message.len() - MAX_MESSAGE;
-            while !message.is_char_boundary(start) {
-                start += 1;
-            }
-            message = format!("…{}", &message[start..]);
+        match (self.status.code, details.is_empty()) {
+            (Some(code), true) => Some(format!("code {code}")),
+            (Some(code), false) => Some(format!("code {code}: {details}")),
+            (None, false) => Some(details),
+            (None, true) => None,
         }
-        Some(message)
     }
 
-    fn percent(&self) -> Option<i64> {
+    fn percent(&self) -> Option<u8> {
         let p = self.status.result.progress.as_ref()?;
         let of = p.of.filter(|&of| of > 0)?;
-        Some(i64::try_from(p.cnt.min(of).saturating_mul(100) / of).unwrap_or(100))
+        Some(u8::try_from(p.cnt.min(of).saturating_mul(100) / of).unwrap_or(100))
     }
 
-    /// The status a deployment feedback moves the action to; `None` keeps it.
-    fn transition(&self, current: ActionStatus) -> Result<Option<Transition>, ApiError> {
-        use ActionStatus as S;
-        let message = self.message();
-        let finished = self.status.result.finished;
-        let status = match (self.status.execution, finished) {
-            (Execution::Closed, Finished::Success) => S::Succeeded,
+    /// The protocol-neutral report a deployment feedback carries.
+    fn report(&self) -> Result<DeviceReport, ApiError> {
+        Ok(match (self.status.execution, self.status.result.finished) {
+            (Execution::Closed, Finished::Success) => DeviceReport::Succeeded,
             (Execution::Closed, Finished::None) => {
                 return Err(ApiError::bad_request(
                     "bad_feedback",
                     "`closed` needs `finished` success or failure",
                 ));
             }
-            (_, Finished::Failure) => S::Failed,
-            (Execution::Rejected, _) => S::Rejected,
-            (Execution::Canceled, _) => S::Cancelled,
-            (Execution::Scheduled, _) => S::Deferred,
-            (Execution::Downloaded, _) => S::Downloaded,
-            (Execution::Download | Execution::Resumed, _) => S::Downloading,
-            (Execution::Proceeding, _) => {
-                if self.percent().is_some() {
-                    S::Downloading
-                } else if matches!(current, S::Downloaded | S::Updating) {
-                    S::Updating
-                } else if current == S::Canceling {
-                    return Ok(None);
-                } else {
-                    S::Downloading
-                }
-            }
-        };
-        let progress = if status == S::Downloading {
-            self.percent()
-        } else {
-            None
-        };
-        // A device still working while a cancel is pending keeps the cancel pending, unless it
-        // reports an end.
-        if current == S::Canceling && !status.is_final() {
-            return Ok(None);
-        }
-        Ok(Some(Transition {
-            status,
-            progress,
-            message,
-        }))
+            (_, Finished::Failure) => DeviceReport::Failed(FailureKind::Unspecified),
+            (Execution::Rejected, _) => DeviceReport::Rejected,
+            (Execution::Canceled, _) => DeviceReport::Cancelled,
+            (Execution::Scheduled, _) => DeviceReport::Deferred,
+            (Execution::Downloaded, _) => DeviceReport::Downloaded,
+            (Execution::Download | Execution::Resumed, _) => DeviceReport::Downloading {
+                percent: self.percent(),
+            },
+            (Execution::Proceeding, _) => match self.percent() {
+                Some(p) => DeviceReport::Downloading { percent: Some(p) },
+                None => DeviceReport::Working,
+            },
+        })
     }
-}
 
-fn feedback_answer(applied: Applied) -> Result<StatusCode, ApiError> {
-    match applied {
-        Applied::Changed | Applied::Unchanged => Ok(StatusCode::OK),
-        Applied::NotActive => Err(ApiError::new(
-            StatusCode::GONE,
-            "gone",
-            "the action is no longer active",
-        )),
+    /// The report a cancel feedback carries; `None` for an interim one (nothing to record).
+    fn cancel_report(&self) -> Option<DeviceReport> {
+        match (self.status.execution, self.status.result.finished) {
+            (Execution::Closed | Execution::Canceled, Finished::Success | Finished::None) => {
+                Some(DeviceReport::CancelAccepted)
+            }
+            (Execution::Rejected, _) | (_, Finished::Failure) => Some(DeviceReport::CancelRefused),
+            _ => None,
+        }
     }
 }
 
@@ -488,17 +409,13 @@ async fn deployment_feedback(
     Json(feedback): Json<Feedback>,
 ) -> Result<StatusCode, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    let action = own_action(&state, &device, action_id).await?;
     feedback.check_id(action_id)?;
-    if !action.active {
-        return feedback_answer(Applied::NotActive);
-    }
-    let Some(t) = feedback.transition(action.status)? else {
-        return Ok(StatusCode::OK);
-    };
-    let applied = state.store.apply_transition(action.id, &t).await?;
-    tracing::info!(device = %device.controller_id, action = action.id, status = t.status.as_str(), progress = ?t.progress, ?applied, "feedback");
-    feedback_answer(applied)
+    let report = feedback.report()?;
+    state
+        .fleet
+        .report(&device, action_id, report, feedback.message())
+        .await?;
+    Ok(StatusCode::OK)
 }
 
 async fn cancel_action(
@@ -507,7 +424,7 @@ async fn cancel_action(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    let action = own_action(&state, &device, action_id).await?;
+    let action = state.fleet.own_action(&device, action_id).await?;
     if !matches!(
         action.status,
         ActionStatus::Canceling | ActionStatus::Cancelled
@@ -527,41 +444,23 @@ async fn cancel_feedback(
     Json(feedback): Json<Feedback>,
 ) -> Result<StatusCode, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    let action = own_action(&state, &device, action_id).await?;
     feedback.check_id(action_id)?;
-    if !action.active {
-        return feedback_answer(Applied::NotActive);
-    }
-    if action.status != ActionStatus::Canceling {
-        return Err(ApiError::conflict(
-            "no cancel was requested for this action",
-        ));
-    }
-    let t = match (feedback.status.execution, feedback.status.result.finished) {
-        (Execution::Closed | Execution::Canceled, Finished::Success | Finished::None) => {
-            Transition {
-                status: ActionStatus::Cancelled,
-                progress: None,
-                message: feedback
-                    .message()
-                    .or_else(|| Some("cancelled by the device".into())),
-            }
+    let Some(report) = feedback.cancel_report() else {
+        // An interim answer: check it is about a cancel that exists, record nothing.
+        let action = state.fleet.own_action(&device, action_id).await?;
+        if !action.active {
+            return Err(FleetError::Closed.into());
         }
-        (Execution::Rejected, _) | (_, Finished::Failure) => Transition {
-            // The device cannot stop now: the deployment goes on.
-            status: ActionStatus::Notified,
-            progress: None,
-            message: Some(format!(
-                "cancel refused by the device{}",
-                feedback
-                    .message()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            )),
-        },
-        _ => return Ok(StatusCode::OK),
+        if action.status != ActionStatus::Canceling {
+            return Err(FleetError::NoCancelPending.into());
+        }
+        return Ok(StatusCode::OK);
     };
-    feedback_answer(state.store.apply_transition(action.id, &t).await?)
+    state
+        .fleet
+        .report(&device, action_id, report, feedback.message())
+        .await?;
+    Ok(StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -578,10 +477,10 @@ async fn config_data(
     Json(req): Json<ConfigData>,
 ) -> Result<StatusCode, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    if req.data.len() > 256 {
+    if req.data.len() > crate::fleet::MAX_ATTRIBUTES {
         return Err(ApiError::bad_request(
             "too_large",
-            "at most 256 config entries",
+            format!("at most {} config entries", crate::fleet::MAX_ATTRIBUTES),
         ));
     }
     let mut data = Vec::with_capacity(req.data.len());
@@ -597,24 +496,16 @@ async fn config_data(
                 ));
             }
         };
-        if k.is_empty() || k.len() > 128 || v.len() > 1024 {
-            return Err(ApiError::bad_request(
-                "bad_config",
-                "keys are 1-128 bytes, values at most 1024",
-            ));
-        }
-        if k == crate::store::INSTALLED_VERSION_KEY && v.len() > updraft_manifest::MAX_VERSION_LEN {
-            return Err(ApiError::bad_request(
-                "bad_config",
-                format!("{k} is at most {} bytes", updraft_manifest::MAX_VERSION_LEN),
-            ));
-        }
         data.push((k, v));
     }
     state
-        .store
-        .update_config_data(device.id, req.mode.unwrap_or_default(), &data)
-        .await?;
+        .fleet
+        .set_attributes(&device, req.mode.unwrap_or_default(), &data)
+        .await
+        .map_err(|e| match e {
+            FleetError::Invalid(m) => ApiError::bad_request("bad_config", m),
+            other => other.into(),
+        })?;
     Ok(StatusCode::OK)
 }
 
@@ -726,37 +617,15 @@ async fn artifact(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    let release: Release = state
-        .store
-        .release_by_id(module_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("software module"))?;
-    if !state
-        .store
-        .device_has_release(device.id, release.id)
-        .await?
-    {
-        return Err(ApiError::forbidden(
-            "this software module is not assigned to the device",
-        ));
-    }
-    let suit_name = format!("{}.suit", release.filename);
     let (name, md5sum) = match filename.strip_suffix(".MD5SUM") {
         Some(n) => (n, true),
         None => (filename.as_str(), false),
     };
-    let envelope = if name == release.filename {
-        None
-    } else if name == suit_name {
-        Some(
-            state
-                .store
-                .envelope(release.id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("artifact"))?,
-        )
-    } else {
-        return Err(ApiError::not_found("artifact"));
+    let artifact = state.fleet.open_artifact(&device, module_id, name).await?;
+    let release = artifact.release;
+    let envelope = match artifact.kind {
+        ArtifactKind::Image => None,
+        ArtifactKind::Envelope(e) => Some(e),
     };
     if md5sum {
         let md5 = match &envelope {

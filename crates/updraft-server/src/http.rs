@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::blobs::BlobError;
+use crate::fleet::FleetError;
 use crate::store::StoreError;
 
 /// An error answered as `{"error": {"code": "...", "message": "..."}}` with an HTTP status.
@@ -95,6 +96,21 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<FleetError> for ApiError {
+    fn from(e: FleetError) -> Self {
+        let message = e.to_string();
+        match e {
+            FleetError::Unauthorized(_) => ApiError::unauthorized(message),
+            FleetError::Forbidden(_) => ApiError::forbidden(message),
+            FleetError::NotFound(what) => ApiError::not_found(what),
+            FleetError::Closed => ApiError::new(StatusCode::GONE, "gone", message),
+            FleetError::NoCancelPending | FleetError::Conflict(_) => ApiError::conflict(message),
+            FleetError::Invalid(_) => ApiError::bad_request("bad_request", message),
+            FleetError::Store(e) => e.into(),
         }
     }
 }

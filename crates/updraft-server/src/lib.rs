@@ -5,7 +5,11 @@
 //!   and graceful shutdown; start here;
 //! - [`api`]: the management API under `/api/v1` (admin bearer token), with its OpenAPI
 //!   document;
-//! - [`ddi`]: the hawkBit DDI v1 device API (`TargetToken` / `GatewayToken`);
+//! - [`ddi`]: the hawkBit DDI v1 device API (`TargetToken` / `GatewayToken`): HTTP and JSON
+//!   only, translated into fleet calls;
+//! - [`fleet`]: every deployment rule, once, for every front: authentication, the next work of
+//!   a device, device reports through one transition function, cancels, artifacts, the
+//!   `work_changed` outbox;
 //! - [`http`]: the JSON error type and extractors both APIs share;
 //! - [`store`]: devices, trusted keys, releases, rollouts and per-device actions with their event
 //!   history, on SQLite or PostgreSQL through one code path;
@@ -18,6 +22,7 @@
 pub mod api;
 pub mod blobs;
 pub mod ddi;
+pub mod fleet;
 pub mod http;
 pub mod keys;
 pub mod server;

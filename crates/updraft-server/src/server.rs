@@ -11,6 +11,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::blobs::{BlobError, Blobs};
+use crate::fleet::Fleet;
 use crate::store::{Store, StoreError};
 use crate::tokens;
 
@@ -89,6 +90,8 @@ pub struct AppState {
     pub admin_token_hash: Arc<str>,
     /// SHA-256 (hex) of the DDI gateway token.
     pub gateway_token_hash: Arc<str>,
+    /// The fleet layer: the device fronts' only way to the store.
+    pub fleet: Fleet,
 }
 
 /// A server bound to its port, ready to run.
@@ -125,13 +128,15 @@ impl Server {
                 path: PathBuf::from(config.http.to_string()),
                 source,
             })?;
+        let gateway_token_hash: Arc<str> = tokens::hash(&gateway_token).into();
         Ok(Server {
             state: AppState {
+                fleet: Fleet::new(store.clone(), gateway_token_hash.clone()),
                 store,
                 blobs,
                 config: Arc::new(config),
                 admin_token_hash: tokens::hash(&admin_token).into(),
-                gateway_token_hash: tokens::hash(&gateway_token).into(),
+                gateway_token_hash,
             },
             listener,
             admin_token,

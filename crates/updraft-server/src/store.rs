@@ -47,10 +47,11 @@ pub enum Backend {
 }
 
 /// Status of one device's deployment (a hawkBit "action").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
     /// Assigned; the device has not fetched it yet.
+    #[default]
     Pending,
     /// The device fetched the deployment.
     Notified,
@@ -285,6 +286,9 @@ pub struct Action {
     pub progress: Option<i64>,
     /// Why it failed or was rejected.
     pub reason: Option<String>,
+    /// The kind of failure (`integrity`, `timed_out`, ...), when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<String>,
     /// Open (accepts feedback) or closed.
     pub active: bool,
     /// Unix milliseconds.
@@ -307,7 +311,7 @@ pub struct ActionEvent {
 }
 
 /// A requested change of an action's status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Transition {
     /// New status.
     pub status: ActionStatus,
@@ -315,6 +319,11 @@ pub struct Transition {
     pub progress: Option<i64>,
     /// Reason or message, recorded in the event (and as the action's reason when final).
     pub message: Option<String>,
+    /// The kind of a failure (`integrity`, `timed_out`, ...), kept with a final failed status.
+    pub failure_kind: Option<String>,
+    /// Whether the device's next work changes (a cancel): push fronts learn it from the
+    /// `work_changed` outbox, written in the same transaction.
+    pub notify: bool,
 }
 
 /// The outcome of [`Store::apply_transition`].
@@ -324,6 +333,9 @@ pub enum Applied {
     Changed,
     /// The action already had that status and progress: nothing recorded (idempotent feedback).
     Unchanged,
+    /// The action is no longer in the status the change was decided from (it moved meanwhile,
+    /// e.g. an admin cancel raced a device report): nothing changed; re-decide from this status.
+    Stale(ActionStatus),
     /// The action is closed or unknown: nothing changed.
     NotActive,
 }
@@ -350,7 +362,7 @@ fn to_i64(v: u64) -> i64 {
 const DEVICE_COLUMNS: &str =
     "d.id, d.controller_id, d.name, d.current_version, d.update_state, d.created_at, d.last_seen";
 const ACTION_COLUMNS: &str = "a.id, a.rollout_id, a.device_id, d.controller_id, a.release_id, \
-    r.version, a.status, a.progress, a.reason, a.active, a.created_at, a.updated_at";
+    r.version, a.status, a.progress, a.reason, a.active, a.created_at, a.updated_at, a.failure_kind";
 const ACTION_FROM: &str =
     "FROM actions a JOIN devices d ON d.id = a.device_id JOIN releases r ON r.id = a.release_id";
 const RELEASE_COLUMNS: &str = "id, version, sequence, manifest_digest, filename, image_size, \
@@ -532,7 +544,7 @@ impl Store {
              AND ($2 IS NULL OR d.current_version = $2) \
              AND ($3 IS NULL OR d.update_state = $3) \
              AND ($4 IS NULL OR d.last_seen >= $4) \
-             AND d.id > $5 ORDER BY d.id LIMIT $6"
+             AND d.deleted_at IS NULL AND d.id > $5 ORDER BY d.id LIMIT $6"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.tag.clone())
@@ -581,42 +593,6 @@ impl Store {
         rows.iter()
             .map(|r| r.try_get::<i64, _>(0).map_err(Into::into))
             .collect()
-    }
-
-    /// Delete a device with its tags, config and actions. False when it did not exist.
-    pub async fn delete_device(&self, controller_id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query("SELECT id FROM devices WHERE controller_id = $1")
-            .bind(controller_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(false);
-        };
-        let id: i64 = row.try_get(0)?;
-        // Closed counters stay as they are; the device's open actions stop counting.
-        sqlx::query("DELETE FROM action_events WHERE action_id IN (SELECT id FROM actions WHERE device_id = $1)")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM actions WHERE device_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM device_tags WHERE device_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM device_config WHERE device_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM devices WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// Replace a device's tags. False when the device does not exist.
@@ -879,313 +855,6 @@ impl Store {
         row.map(|r| r.try_get::<Vec<u8>, _>(0).map_err(Into::into))
             .transpose()
     }
-
-    // ---- rollouts and actions ----
-
-    /// Assign a release to devices: one rollout, one pending action per device. Devices that
-    /// already have an open action are skipped and returned as the second value.
-    pub async fn create_rollout(
-        &self,
-        release_id: i64,
-        target: &str,
-        device_ids: &[i64],
-    ) -> Result<(Rollout, Vec<Action>, Vec<i64>)> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO rollouts (release_id, target, created_at) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(release_id)
-        .bind(target)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let rollout_id: i64 = row.try_get(0)?;
-        let mut created = Vec::new();
-        let mut skipped = Vec::new();
-        for &device_id in device_ids {
-            let busy =
-                sqlx::query("SELECT COUNT(*) FROM actions WHERE device_id = $1 AND active = 1")
-                    .bind(device_id)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get::<i64, _>(0)?;
-            if busy > 0 {
-                skipped.push(device_id);
-                continue;
-            }
-            let row = sqlx::query(
-                "INSERT INTO actions (rollout_id, device_id, release_id, status, active, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 1, $5, $5) RETURNING id",
-            )
-            .bind(rollout_id)
-            .bind(device_id)
-            .bind(release_id)
-            .bind(ActionStatus::Pending.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| conflict(e, "open deployment for this device"))?;
-            let action_id: i64 = row.try_get(0)?;
-            sqlx::query("INSERT INTO action_events (action_id, at, status) VALUES ($1, $2, $3)")
-                .bind(action_id)
-                .bind(now)
-                .bind(ActionStatus::Pending.as_str())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE devices SET update_state = $1 WHERE id = $2")
-                .bind(ActionStatus::Pending.as_str())
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?;
-            created.push(action_id);
-        }
-        sqlx::query("UPDATE rollouts SET total = $1 WHERE id = $2")
-            .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
-            .bind(rollout_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let rollout = self
-            .rollout(rollout_id)
-            .await?
-            .ok_or(StoreError::Corrupt("rollouts.id"))?;
-        let mut actions = Vec::with_capacity(created.len());
-        for id in created {
-            if let Some(a) = self.action(id).await? {
-                actions.push(a);
-            }
-        }
-        Ok((rollout, actions, skipped))
-    }
-
-    fn rollout_from_row(r: &AnyRow) -> Result<Rollout> {
-        Ok(Rollout {
-            id: r.try_get(0)?,
-            release: r.try_get(1)?,
-            target: r.try_get(2)?,
-            created_at: r.try_get(3)?,
-            total: r.try_get(4)?,
-            succeeded: r.try_get(5)?,
-            failed: r.try_get(6)?,
-            rejected: r.try_get(7)?,
-            cancelled: r.try_get(8)?,
-        })
-    }
-
-    const ROLLOUT_SELECT: &str = "SELECT o.id, r.version, o.target, o.created_at, o.total, \
-        o.succeeded, o.failed, o.rejected, o.cancelled FROM rollouts o JOIN releases r ON r.id = o.release_id";
-
-    /// A rollout with its counters.
-    pub async fn rollout(&self, id: i64) -> Result<Option<Rollout>> {
-        let row = sqlx::query(&format!("{} WHERE o.id = $1", Self::ROLLOUT_SELECT))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Self::rollout_from_row(&r)).transpose()
-    }
-
-    /// Rollouts, newest first.
-    pub async fn rollouts(&self) -> Result<Vec<Rollout>> {
-        let rows = sqlx::query(&format!("{} ORDER BY o.id DESC", Self::ROLLOUT_SELECT))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::rollout_from_row).collect()
-    }
-
-    fn action_from_row(r: &AnyRow) -> Result<Action> {
-        let status: String = r.try_get(6)?;
-        Ok(Action {
-            id: r.try_get(0)?,
-            rollout_id: r.try_get(1)?,
-            device_id: r.try_get(2)?,
-            controller_id: r.try_get(3)?,
-            release_id: r.try_get(4)?,
-            release: r.try_get(5)?,
-            status: status
-                .parse()
-                .map_err(|()| StoreError::Corrupt("actions.status"))?,
-            progress: r.try_get(7)?,
-            reason: r.try_get(8)?,
-            active: r.try_get::<i64, _>(9)? != 0,
-            created_at: r.try_get(10)?,
-            updated_at: r.try_get(11)?,
-        })
-    }
-
-    /// An action by id.
-    pub async fn action(&self, id: i64) -> Result<Option<Action>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Self::action_from_row(&r)).transpose()
-    }
-
-    /// The device's open action, if any.
-    pub async fn active_action(&self, device_id: i64) -> Result<Option<Action>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.device_id = $1 AND a.active = 1"
-        ))
-        .bind(device_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Self::action_from_row(&r)).transpose()
-    }
-
-    /// The device's latest succeeded action (its installed base), if any.
-    pub async fn installed_action(&self, device_id: i64) -> Result<Option<Action>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.device_id = $1 AND a.status = $2 \
-             ORDER BY a.id DESC LIMIT 1"
-        ))
-        .bind(device_id)
-        .bind(ActionStatus::Succeeded.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Self::action_from_row(&r)).transpose()
-    }
-
-    /// Whether the device has any action (open or closed) for this release.
-    pub async fn device_has_release(&self, device_id: i64, release_id: i64) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT COUNT(*) FROM actions WHERE device_id = $1 AND release_id = $2")
-                .bind(device_id)
-                .bind(release_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get::<i64, _>(0)? > 0)
-    }
-
-    /// Actions of a device, newest first.
-    pub async fn device_actions(&self, device_id: i64) -> Result<Vec<Action>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.device_id = $1 ORDER BY a.id DESC"
-        ))
-        .bind(device_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(Self::action_from_row).collect()
-    }
-
-    /// Actions of a rollout.
-    pub async fn rollout_actions(&self, rollout_id: i64) -> Result<Vec<Action>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ACTION_COLUMNS} {ACTION_FROM} WHERE a.rollout_id = $1 ORDER BY a.id"
-        ))
-        .bind(rollout_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(Self::action_from_row).collect()
-    }
-
-    /// History of an action, oldest first.
-    pub async fn action_events(&self, action_id: i64) -> Result<Vec<ActionEvent>> {
-        let rows = sqlx::query(
-            "SELECT at, status, progress, message FROM action_events WHERE action_id = $1 ORDER BY id",
-        )
-        .bind(action_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let status: String = r.try_get(1)?;
-                Ok(ActionEvent {
-                    at: r.try_get(0)?,
-                    status: status
-                        .parse()
-                        .map_err(|()| StoreError::Corrupt("action_events.status"))?,
-                    progress: r.try_get(2)?,
-                    message: r.try_get(3)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Move an open action to a new status, atomically: the action row, its event, the device's
-    /// update state (and current version on success) and the rollout counters change together,
-    /// or nothing changes. A transition to the status and progress it already has records nothing.
-    pub async fn apply_transition(&self, action_id: i64, t: &Transition) -> Result<Applied> {
-        let now = now_ms();
-        let final_ = t.status.is_final();
-        let reason = if final_ { t.message.clone() } else { None };
-        let mut tx = self.pool.begin().await?;
-        // The conditional UPDATE is the lock: only one of two racing reports can change the row.
-        let row = sqlx::query(
-            "UPDATE actions SET status = $1, progress = $2, reason = COALESCE($3, reason), \
-             active = $4, updated_at = $5 \
-             WHERE id = $6 AND active = 1 AND NOT (status = $1 AND COALESCE(progress, -1) = COALESCE($2, -1)) \
-             RETURNING device_id, release_id, rollout_id",
-        )
-        .bind(t.status.as_str())
-        .bind(t.progress)
-        .bind(reason)
-        .bind(if final_ { 0i64 } else { 1i64 })
-        .bind(now)
-        .bind(action_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            drop(tx);
-            let open = sqlx::query("SELECT active FROM actions WHERE id = $1")
-                .bind(action_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            return Ok(match open {
-                Some(r) if r.try_get::<i64, _>(0)? != 0 => Applied::Unchanged,
-                _ => Applied::NotActive,
-            });
-        };
-        let device_id: i64 = row.try_get(0)?;
-        let release_id: i64 = row.try_get(1)?;
-        let rollout_id: i64 = row.try_get(2)?;
-        sqlx::query(
-            "INSERT INTO action_events (action_id, at, status, progress, message) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(action_id)
-        .bind(now)
-        .bind(t.status.as_str())
-        .bind(t.progress)
-        .bind(t.message.clone())
-        .execute(&mut *tx)
-        .await?;
-        if t.status == ActionStatus::Succeeded {
-            sqlx::query(
-                "UPDATE devices SET update_state = $1, current_version = \
-                 (SELECT version FROM releases WHERE id = $2) WHERE id = $3",
-            )
-            .bind(t.status.as_str())
-            .bind(release_id)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query("UPDATE devices SET update_state = $1 WHERE id = $2")
-                .bind(t.status.as_str())
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let counter = match t.status {
-            ActionStatus::Succeeded => Some("succeeded"),
-            ActionStatus::Failed => Some("failed"),
-            ActionStatus::Rejected => Some("rejected"),
-            ActionStatus::Cancelled => Some("cancelled"),
-            _ => None,
-        };
-        if let Some(column) = counter {
-            sqlx::query(&format!(
-                "UPDATE rollouts SET {column} = {column} + 1 WHERE id = $1"
-            ))
-            .bind(rollout_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Applied::Changed)
-    }
 }
 
 /// How `configData` changes the stored data.
@@ -1200,6 +869,9 @@ pub enum ConfigMode {
     /// Delete the given keys.
     Remove,
 }
+
+mod deploy;
+pub use deploy::{AssignOutcome, CHUNK, SKIP_BUSY, SKIP_INSTALLED, Skip, WorkChange};
 
 #[cfg(test)]
 mod tests;

@@ -228,3 +228,21 @@ pub fn database_urls(dir: &Path, pg: Option<&TempPostgres>, name: &str) -> Vec<S
     }
     urls
 }
+
+/// Run `body` once per backend, each on a fresh database: SQLite in a temporary directory, and
+/// a throwaway PostgreSQL when its binaries are there (required under `CI`).
+pub async fn on_each_backend<F, Fut>(name: &str, body: F)
+where
+    F: Fn(crate::store::Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = TempPostgres::start();
+    let urls = database_urls(dir.path(), pg.as_ref(), name);
+    for url in urls {
+        let store = crate::store::Store::open(&url).await.expect("open store");
+        eprintln!("running {name} on {:?}", store.backend());
+        body(store.clone()).await;
+        store.close().await;
+    }
+}

@@ -1,24 +1,7 @@
 //! Store tests; each runs on SQLite and on a throwaway PostgreSQL.
 
 use super::*;
-use crate::testing::{TempPostgres, database_urls};
-
-/// Run `body` once per backend, each on a fresh database.
-async fn on_each_backend<F, Fut>(name: &str, body: F)
-where
-    F: Fn(Store) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let pg = TempPostgres::start();
-    let urls = database_urls(dir.path(), pg.as_ref(), name);
-    for url in urls {
-        let store = Store::open(&url).await.unwrap();
-        eprintln!("running {name} on {:?}", store.backend());
-        body(store.clone()).await;
-        store.close().await;
-    }
-}
+use crate::testing::on_each_backend;
 
 async fn seed_release(store: &Store, version: &str) -> Release {
     let key = match store.keys().await.unwrap().into_iter().next() {
@@ -137,8 +120,12 @@ async fn devices_are_created_listed_filtered_paged_and_deleted() {
         assert_eq!(store.device("dev-c").await.unwrap().unwrap().tags, ["lab"]);
         assert!(!store.set_tags("ghost", &[]).await.unwrap());
 
-        assert!(store.delete_device("dev-a").await.unwrap());
-        assert!(!store.delete_device("dev-a").await.unwrap());
+        let close = Transition {
+            status: ActionStatus::Cancelled,
+            ..Transition::default()
+        };
+        assert!(store.delete_device("dev-a", &close).await.unwrap());
+        assert!(!store.delete_device("dev-a", &close).await.unwrap());
         assert!(store.device("dev-a").await.unwrap().is_none());
         assert_eq!(store.device_ids_with_tag("eu").await.unwrap().len(), 1);
     })
@@ -212,72 +199,80 @@ async fn releases_and_keys_are_unique_and_round_trip() {
     .await;
 }
 
+fn t(status: ActionStatus, progress: Option<i64>, msg: Option<&str>) -> Transition {
+    Transition {
+        status,
+        progress,
+        message: msg.map(str::to_string),
+        ..Transition::default()
+    }
+}
+
+/// A rollout of `release` assigned to `devices`.
+async fn rollout_of(store: &Store, release: &Release, devices: &[i64]) -> (i64, AssignOutcome) {
+    let id = store.create_rollout(release.id, "test").await.unwrap();
+    let outcome = store.assign(id, devices).await.unwrap();
+    (id, outcome)
+}
+
 #[tokio::test]
 async fn deployment_lifecycle_records_events_counters_and_version() {
     on_each_backend("lifecycle", |store| async move {
         let r = seed_release(&store, "2.0.0").await;
         let a = store.create_device("a", "", "ha", &[]).await.unwrap();
         let b = store.create_device("b", "", "hb", &[]).await.unwrap();
-        let (rollout, actions, skipped) = store
-            .create_rollout(r.id, "devices:a,b", &[a.id, b.id])
-            .await
-            .unwrap();
-        assert_eq!((rollout.total, actions.len(), skipped.len()), (2, 2, 0));
-        // A device with an open action is skipped by the next assignment.
-        let (_, none, skipped) = store
-            .create_rollout(r.id, "device:a", &[a.id])
-            .await
-            .unwrap();
-        assert!(none.is_empty());
-        assert_eq!(skipped, [a.id]);
+        let (rollout, outcome) = rollout_of(&store, &r, &[a.id, b.id]).await;
+        assert_eq!(outcome.created.len(), 2);
+        assert!(outcome.skipped.is_empty());
+        assert_eq!(store.rollout(rollout).await.unwrap().unwrap().total, 2);
+        // A device with an open action is skipped by the next assignment, and says why.
+        let (_, again) = rollout_of(&store, &r, &[a.id]).await;
+        assert!(again.created.is_empty());
+        assert_eq!(
+            again.skipped,
+            [Skip {
+                device_id: a.id,
+                controller_id: "a".into(),
+                reason: SKIP_BUSY
+            }]
+        );
 
         let act_a = store.active_action(a.id).await.unwrap().unwrap();
-        let t = |status, progress: Option<i64>, msg: Option<&str>| Transition {
-            status,
-            progress,
-            message: msg.map(str::to_string),
-        };
         use ActionStatus::*;
+        let apply = |from, tr: Transition| {
+            let store = store.clone();
+            async move { store.apply_transition(act_a.id, from, &tr).await.unwrap() }
+        };
         assert_eq!(
-            store
-                .apply_transition(act_a.id, &t(Notified, None, None))
-                .await
-                .unwrap(),
+            apply(Pending, t(Notified, None, None)).await,
             Applied::Changed
         );
         assert_eq!(
-            store
-                .apply_transition(act_a.id, &t(Downloading, Some(50), None))
-                .await
-                .unwrap(),
+            apply(Notified, t(Downloading, Some(50), None)).await,
             Applied::Changed
         );
         // The same report twice is recorded once.
         assert_eq!(
-            store
-                .apply_transition(act_a.id, &t(Downloading, Some(50), None))
-                .await
-                .unwrap(),
+            apply(Downloading, t(Downloading, Some(50), None)).await,
             Applied::Unchanged
         );
+        // Decided from a status the action has left: refused, and told where it is now.
         assert_eq!(
-            store
-                .apply_transition(act_a.id, &t(Succeeded, None, Some("ok")))
-                .await
-                .unwrap(),
+            apply(Notified, t(Downloaded, None, None)).await,
+            Applied::Stale(Downloading)
+        );
+        assert_eq!(
+            apply(Downloading, t(Succeeded, None, Some("ok"))).await,
             Applied::Changed
         );
         // Closed: further reports change nothing.
         assert_eq!(
-            store
-                .apply_transition(act_a.id, &t(Failed, None, Some("late")))
-                .await
-                .unwrap(),
+            apply(Succeeded, t(Failed, None, Some("late"))).await,
             Applied::NotActive
         );
         assert_eq!(
             store
-                .apply_transition(999_999, &t(Failed, None, None))
+                .apply_transition(999_999, Pending, &t(Failed, None, None))
                 .await
                 .unwrap(),
             Applied::NotActive
@@ -302,14 +297,22 @@ async fn deployment_lifecycle_records_events_counters_and_version() {
             act_a.id
         );
         assert!(store.active_action(a.id).await.unwrap().is_none());
+        // a runs 2.0.0 now: assigning it again is skipped as installed.
+        let (_, installed) = rollout_of(&store, &r, &[a.id]).await;
+        assert_eq!(installed.skipped[0].reason, SKIP_INSTALLED);
 
         let act_b = store.active_action(b.id).await.unwrap().unwrap();
+        let failed = Transition {
+            failure_kind: Some("integrity".into()),
+            ..t(Failed, None, Some("integrity check failed"))
+        };
         store
-            .apply_transition(act_b.id, &t(Failed, None, Some("integrity check failed")))
+            .apply_transition(act_b.id, Pending, &failed)
             .await
             .unwrap();
         let closed_b = store.action(act_b.id).await.unwrap().unwrap();
         assert_eq!(closed_b.reason.as_deref(), Some("integrity check failed"));
+        assert_eq!(closed_b.failure_kind.as_deref(), Some("integrity"));
         assert!(!closed_b.active);
         assert!(
             store
@@ -321,21 +324,42 @@ async fn deployment_lifecycle_records_events_counters_and_version() {
                 .is_none()
         );
 
-        let rollout = store.rollout(rollout.id).await.unwrap().unwrap();
+        let counted = store.rollout(rollout).await.unwrap().unwrap();
         assert_eq!(
-            (rollout.total, rollout.succeeded, rollout.failed),
+            (counted.total, counted.succeeded, counted.failed),
             (2, 1, 1)
         );
-        assert_eq!(store.rollout_actions(rollout.id).await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .rollout_actions(rollout, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // Paged: one per page, the second page starts after the first id.
+        let first = store.rollout_actions(rollout, None, 1).await.unwrap();
+        let second = store
+            .rollout_actions(rollout, Some(first[0].id), 1)
+            .await
+            .unwrap();
+        assert!(second[0].id > first[0].id);
         assert!(store.device_has_release(b.id, r.id).await.unwrap());
 
         // Both closed: a new assignment is accepted again.
-        let (_, again, _) = store
-            .create_rollout(r.id, "device:b", &[b.id])
+        let (_, again) = rollout_of(&store, &r, &[b.id]).await;
+        assert_eq!(again.created.len(), 1);
+        assert_eq!(store.device_actions(b.id, 10).await.unwrap().len(), 2);
+        let ids: Vec<i64> = store
+            .device_actions(b.id, 10)
             .await
-            .unwrap();
-        assert_eq!(again.len(), 1);
-        assert_eq!(store.device_actions(b.id).await.unwrap().len(), 2);
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect();
+        let events = store.events_of(&ids).await.unwrap();
+        // b: pending + failed, then pending of the new one.
+        assert_eq!(events.len(), 3);
     })
     .await;
 }
@@ -345,11 +369,8 @@ async fn racing_reports_count_a_final_status_once() {
     on_each_backend("race", |store| async move {
         let r = seed_release(&store, "3.0.0").await;
         let d = store.create_device("d", "", "hd", &[]).await.unwrap();
-        let (rollout, actions, _) = store
-            .create_rollout(r.id, "device:d", &[d.id])
-            .await
-            .unwrap();
-        let id = actions[0].id;
+        let (rollout, outcome) = rollout_of(&store, &r, &[d.id]).await;
+        let id = outcome.created[0].0;
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let store = store.clone();
@@ -357,11 +378,8 @@ async fn racing_reports_count_a_final_status_once() {
                 store
                     .apply_transition(
                         id,
-                        &Transition {
-                            status: ActionStatus::Succeeded,
-                            progress: None,
-                            message: None,
-                        },
+                        ActionStatus::Pending,
+                        &t(ActionStatus::Succeeded, None, None),
                     )
                     .await
                     .unwrap()
@@ -374,10 +392,131 @@ async fn racing_reports_count_a_final_status_once() {
             }
         }
         assert_eq!(changed, 1);
+        assert_eq!(store.rollout(rollout).await.unwrap().unwrap().succeeded, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn assignments_and_cancels_write_the_outbox_and_claims_are_disjoint() {
+    on_each_backend("outbox", |store| async move {
+        let r = seed_release(&store, "4.0.0").await;
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let d = store
+                .create_device(&format!("o{i}"), "", &format!("ho{i}"), &[])
+                .await
+                .unwrap();
+            ids.push(d.id);
+        }
+        assert_eq!(store.pending_work_changes().await.unwrap(), 0);
+        let (rollout, outcome) = rollout_of(&store, &r, &ids).await;
+        assert_eq!(outcome.created.len(), 30);
+        // Written with the assignment: one entry per device.
+        assert_eq!(store.pending_work_changes().await.unwrap(), 30);
+
+        // Two consumers claim at once: disjoint sets, and an entry under lease is not claimed.
+        let now = now_ms();
+        let (a, b) = tokio::join!(
+            store.claim_work_changes("one", 20, now, 60_000),
+            store.claim_work_changes("two", 20, now, 60_000)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut all: Vec<i64> = a.iter().chain(&b).map(|c| c.device_id).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), a.len() + b.len(), "a device claimed twice");
+        assert_eq!(all.len(), 30);
+        assert!(
+            store
+                .claim_work_changes("three", 50, now, 60_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A lease that ran out is claimed again.
         assert_eq!(
-            store.rollout(rollout.id).await.unwrap().unwrap().succeeded,
+            store
+                .claim_work_changes("three", 50, now + 60_001, 1000)
+                .await
+                .unwrap()
+                .len(),
+            30
+        );
+
+        // Delivered: acked entries go, except where a newer change came in meanwhile.
+        let first = a[0];
+        sqlx::query("UPDATE actions SET status = 'notified' WHERE device_id = $1")
+            .bind(first.device_id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let cancel = Transition {
+            notify: true,
+            ..t(ActionStatus::Canceling, None, None)
+        };
+        assert_eq!(
+            store
+                .bulk_transition(rollout, ActionStatus::Notified, &cancel)
+                .await
+                .unwrap(),
             1
         );
+        for c in a.iter().chain(&b) {
+            store.ack_work_change(*c).await.unwrap();
+        }
+        // The cancel came after the claim: its entry stays, and is claimable at once.
+        assert_eq!(store.pending_work_changes().await.unwrap(), 1);
+        let again = store
+            .claim_work_changes("one", 10, now, 1000)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].device_id, first.device_id);
+        assert!(again[0].seq > first.seq);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_device_cancels_its_deployment_and_keeps_its_history() {
+    on_each_backend("soft_delete", |store| async move {
+        let r = seed_release(&store, "5.0.0").await;
+        let d = store
+            .create_device("gone", "", "hgone", &["lab".into()])
+            .await
+            .unwrap();
+        let (rollout, outcome) = rollout_of(&store, &r, &[d.id]).await;
+        let action = outcome.created[0].0;
+        let close = Transition {
+            status: ActionStatus::Cancelled,
+            message: Some("device deleted".into()),
+            ..Transition::default()
+        };
+        assert!(store.delete_device("gone", &close).await.unwrap());
+        let counted = store.rollout(rollout).await.unwrap().unwrap();
+        assert_eq!((counted.total, counted.cancelled), (1, 1));
+        let a = store.action(action).await.unwrap().unwrap();
+        assert_eq!(a.status, ActionStatus::Cancelled);
+        assert!(!a.active);
+        assert_eq!(store.action_events(action).await.unwrap().len(), 2);
+        // Gone from lookups, lists, tags and token; the id can be registered again.
+        assert!(store.device("gone").await.unwrap().is_none());
+        assert!(store.device_by_token_hash("hgone").await.unwrap().is_none());
+        assert!(store.device_ids_with_tag("lab").await.unwrap().is_empty());
+        let listed = store
+            .list_devices(&DeviceFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(listed.is_empty());
+        let again = store.create_device("gone", "", "hgone", &[]).await.unwrap();
+        assert_ne!(again.id, d.id);
+        // A deleted device is never assigned.
+        let (_, none) = rollout_of(&store, &r, &[d.id]).await;
+        assert!(none.created.is_empty() && none.skipped.is_empty());
     })
     .await;
 }
