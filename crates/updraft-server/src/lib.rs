@@ -14,6 +14,8 @@
 //! - [`store`]: devices, trusted keys, releases, rollouts and per-device actions with their event
 //!   history, on SQLite or PostgreSQL through one code path;
 //! - [`blobs`]: firmware images in an object store, streamed and hashed on the way in;
+//! - [`campaign`]: the campaign engine (phases, thresholds, rate, retries, timeouts,
+//!   maintenance window), a deterministic state machine with no store and no clock;
 //! - [`keys`], [`tokens`]: trusted public keys (PEM) and secret tokens;
 //! - [`testing`]: a throwaway PostgreSQL for tests.
 
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod campaign;
 pub mod ddi;
 pub mod fleet;
 pub mod http;
