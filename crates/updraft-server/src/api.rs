@@ -17,6 +17,8 @@ use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
 use crate::blobs::StagedBlob;
+use crate::campaign::Command;
+use crate::fleet::campaigns::{CampaignView, NewCampaign};
 use crate::http::{ApiError, Json, Path, Query, is_safe_name};
 use crate::keys;
 use crate::server::AppState;
@@ -58,6 +60,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/api/v1/deployments/{id}", get(get_rollout))
         .route("/api/v1/deployments/{id}/cancel", post(cancel_rollout))
+        .route(
+            "/api/v1/campaigns",
+            post(create_campaign).get(list_campaigns),
+        )
+        .route("/api/v1/campaigns/{id}", get(get_campaign))
+        .route("/api/v1/campaigns/{id}/{command}", post(campaign_command))
         .route("/api/v1/actions/{id}", get(get_action))
         .route("/api/v1/actions/{id}/cancel", post(cancel_action))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
@@ -819,4 +827,96 @@ async fn cancel_action(
 ) -> Result<Json<ActionDetail>, ApiError> {
     let action = state.fleet.request_cancel(id).await?;
     Ok(Json(detail(&state, action).await?))
+}
+
+// ---- campaigns ----
+
+async fn create_campaign(
+    State(state): State<AppState>,
+    Json(req): Json<NewCampaign>,
+) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
+    if let Some(tag) = &req.target.tag {
+        check_name("tag", tag)?;
+    }
+    let id = state.fleet.create_campaign(req).await?;
+    Ok((StatusCode::CREATED, Json(state.fleet.campaign(id).await?)))
+}
+
+async fn list_campaigns(
+    State(state): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Vec<CampaignView>>, ApiError> {
+    let limit = page.limit()?.min(100);
+    Ok(Json(state.fleet.campaigns(page.before, limit).await?))
+}
+
+async fn get_campaign(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<CampaignView>, ApiError> {
+    Ok(Json(state.fleet.campaign(id).await?))
+}
+
+/// The body of a campaign command: `at` (Unix ms) for `schedule`, `phase` for `approve`,
+/// and who is asking, for the log.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    #[serde(default)]
+    at: Option<i64>,
+    #[serde(default)]
+    phase: Option<u32>,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn campaign_command(
+    State(state): State<AppState>,
+    Path((id, command)): Path<(i64, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<CampaignView>, ApiError> {
+    // The body is optional: none, or `{"phase": N}`, `{"at": MS}`, `{"by": "name"}`.
+    let body: CommandBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CommandBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?
+    };
+    let command = match command.as_str() {
+        "start" => Command::Start,
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
+        "abort" => Command::Abort,
+        "close" => Command::Close,
+        "approve" => match body.phase {
+            Some(phase) => Command::Approve { phase },
+            None => {
+                let waiting = state.fleet.campaign(id).await?.summary.awaiting_approval;
+                Command::Approve {
+                    phase: waiting.ok_or_else(|| {
+                        ApiError::conflict("no phase of this campaign waits for an approval")
+                    })?,
+                }
+            }
+        },
+        "schedule" => Command::Schedule {
+            at: body.at.ok_or_else(|| {
+                ApiError::bad_request("bad_command", "`schedule` needs `at` (Unix ms)")
+            })?,
+        },
+        other => {
+            return Err(ApiError::not_found(&format!(
+                "campaign command {other:?} (start, pause, resume, abort, approve, schedule, close)"
+            )));
+        }
+    };
+    let by = body.by.unwrap_or_else(|| "admin".into());
+    if by.is_empty() || by.len() > 64 || by.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "bad_command",
+            "`by` is 1 to 64 printable characters",
+        ));
+    }
+    state.fleet.campaign_command(id, command, &by).await?;
+    Ok(Json(state.fleet.campaign(id).await?))
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub tenant: String,
     /// The polling interval told to DDI devices.
     pub poll_interval: Duration,
+    /// How often the campaign scheduler ticks (starts, timeouts, reports fed to the engine).
+    pub campaign_tick: Duration,
 }
 
 impl Config {
@@ -46,6 +48,7 @@ impl Config {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             tenant: "DEFAULT".into(),
             poll_interval: Duration::from_secs(60),
+            campaign_tick: Duration::from_secs(1),
         }
     }
 
@@ -214,12 +217,40 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let (stop_ticks, ticks_stopped) = tokio::sync::watch::channel(false);
+        let scheduler = tokio::spawn(campaign_scheduler(
+            self.state.fleet.clone(),
+            self.state.config.campaign_tick,
+            ticks_stopped,
+        ));
         let app = router(self.state);
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_ticks.send(true);
+        let _ = scheduler.await;
         store.close().await;
         result
+    }
+}
+
+/// Tick the campaigns every `every` until `stop` turns true. Each campaign is claimed with a
+/// row lock, so several instances on one PostgreSQL can all run this.
+async fn campaign_scheduler(
+    fleet: Fleet,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = fleet.tick_campaigns(crate::store::now_ms()).await {
+            tracing::warn!(error = %e, "campaign tick failed; retrying at the next tick");
+        }
     }
 }
 

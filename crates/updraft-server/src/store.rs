@@ -324,6 +324,9 @@ pub struct Transition {
     /// Whether the device's next work changes (a cancel): push fronts learn it from the
     /// `work_changed` outbox, written in the same transaction.
     pub notify: bool,
+    /// A change the campaign engine decided itself (a timeout, an abort's cancel): not fed
+    /// back to the engine as a device report.
+    pub quiet: bool,
 }
 
 /// The outcome of [`Store::apply_transition`].
@@ -870,8 +873,15 @@ pub enum ConfigMode {
     Remove,
 }
 
+mod campaigns;
 mod deploy;
+pub use campaigns::{CampaignEvent, CampaignLogEntry, CampaignRow, MemberQuery};
+pub(crate) use campaigns::{
+    load_members, load_members_of, log as campaign_log_entry, save_campaign, save_members,
+    take_events,
+};
 pub use deploy::{AssignOutcome, CHUNK, SKIP_BUSY, SKIP_INSTALLED, Skip, WorkChange};
+pub(crate) use deploy::{assign_in, transition_devices_in};
 
 #[cfg(test)]
 mod tests;

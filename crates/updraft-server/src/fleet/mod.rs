@@ -16,6 +16,7 @@
 //! device report already in flight). Assignments and cancels write the `work_changed` outbox in
 //! the same transaction, for push fronts ([`Fleet::claim_work_changes`]); DDI ignores it.
 
+pub mod campaigns;
 pub mod rules;
 
 use std::sync::Arc;
@@ -303,7 +304,7 @@ impl Fleet {
                 progress,
                 message,
                 failure_kind: failure_kind.clone(),
-                notify: false,
+                ..Transition::default()
             };
             match self
                 .store

@@ -94,6 +94,7 @@ async fn mark_changed(tx: &mut Transaction<'_, Any>, device_ids: &[i64], now: i6
 async fn record_moved(
     tx: &mut Transaction<'_, Any>,
     moved: &[(i64, i64, i64)],
+    from: Option<ActionStatus>,
     t: &Transition,
     now: i64,
 ) -> Result<()> {
@@ -138,6 +139,27 @@ async fn record_moved(
         }
         q.execute(&mut **tx).await?;
     }
+    // Changes of state on a campaign's actions feed its engine (consumed by the campaign's
+    // tick); a progress figure alone does not.
+    if t.status != ActionStatus::Pending && !t.quiet && from != Some(t.status) {
+        for chunk in moved.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO campaign_events (campaign_id, device_id, action_id, status, failure_kind, at) \
+                 SELECT o.campaign_id, a.device_id, a.id, $1, $2, $3 FROM actions a \
+                 JOIN rollouts o ON o.id = a.rollout_id \
+                 WHERE o.campaign_id IS NOT NULL AND a.id IN ({})",
+                placeholders(4, chunk.len())
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(t.status.as_str())
+                .bind(t.failure_kind.clone())
+                .bind(now);
+            for (action, _, _) in chunk {
+                q = q.bind(*action);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
     if let Some(column) = counter_column(t.status) {
         let mut per_rollout: std::collections::BTreeMap<i64, i64> = Default::default();
         for (_, _, rollout) in moved {
@@ -160,6 +182,144 @@ async fn record_moved(
     Ok(())
 }
 
+/// Move the open actions of `rollout_id` held by `device_ids` that are in `from` to
+/// `t.status`, set-based and compare-and-set on `from`, inside the caller's transaction.
+/// Returns the moved `(action id, device id)`.
+pub(crate) async fn transition_devices_in(
+    tx: &mut Transaction<'_, Any>,
+    rollout_id: i64,
+    device_ids: &[i64],
+    from: ActionStatus,
+    t: &Transition,
+    now: i64,
+) -> Result<Vec<(i64, i64)>> {
+    let final_ = t.status.is_final();
+    let mut out = Vec::new();
+    for chunk in device_ids.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE actions SET status = $1, progress = $2, reason = COALESCE($3, reason), \
+             active = $4, updated_at = $5, failure_kind = COALESCE($8, failure_kind) \
+             WHERE rollout_id = $6 AND active = 1 AND status = $7 AND device_id IN ({}) \
+             RETURNING id, device_id",
+            placeholders(9, chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(t.status.as_str())
+            .bind(t.progress)
+            .bind(if final_ { t.message.clone() } else { None })
+            .bind(if final_ { 0i64 } else { 1i64 })
+            .bind(now)
+            .bind(rollout_id)
+            .bind(from.as_str())
+            .bind(if final_ { t.failure_kind.clone() } else { None });
+        for d in chunk {
+            q = q.bind(*d);
+        }
+        let rows = q.fetch_all(&mut **tx).await?;
+        let mut moved = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (a, d): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+            moved.push((a, d, rollout_id));
+            out.push((a, d));
+        }
+        record_moved(tx, &moved, Some(from), t, now).await?;
+    }
+    Ok(out)
+}
+
+/// [`Store::assign`] inside the caller's transaction.
+pub(crate) async fn assign_in(
+    tx: &mut Transaction<'_, Any>,
+    rollout_id: i64,
+    device_ids: &[i64],
+    now: i64,
+) -> Result<AssignOutcome> {
+    let row = sqlx::query(
+        "SELECT o.release_id, r.version FROM rollouts o JOIN releases r ON r.id = o.release_id \
+         WHERE o.id = $1",
+    )
+    .bind(rollout_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::Corrupt("rollouts.id"))?;
+    let release_id: i64 = row.try_get(0)?;
+    let version: String = row.try_get(1)?;
+    let mut created = Vec::new();
+    let mut skipped = Vec::new();
+    for chunk in device_ids.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO actions (rollout_id, device_id, release_id, status, active, created_at, updated_at) \
+             SELECT $1, d.id, $2, $3, 1, $4, $4 FROM devices d \
+             WHERE d.id IN ({}) AND d.deleted_at IS NULL \
+             AND (d.current_version IS NULL OR d.current_version <> $5) \
+             AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.device_id = d.id AND a.active = 1) \
+             RETURNING id, device_id",
+            placeholders(6, chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(rollout_id)
+            .bind(release_id)
+            .bind(ActionStatus::Pending.as_str())
+            .bind(now)
+            .bind(version.clone());
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        let rows = q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| super::conflict(e, "open deployment for this device"))?;
+        let mut made = std::collections::HashSet::with_capacity(rows.len());
+        for r in &rows {
+            let action: i64 = r.try_get(0)?;
+            let device: i64 = r.try_get(1)?;
+            made.insert(device);
+            created.push((action, device));
+        }
+        let missed: Vec<i64> = chunk
+            .iter()
+            .copied()
+            .filter(|d| !made.contains(d))
+            .collect();
+        if !missed.is_empty() {
+            let sql = format!(
+                "SELECT id, controller_id, current_version FROM devices \
+                 WHERE deleted_at IS NULL AND id IN ({}) ORDER BY id",
+                placeholders(1, missed.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &missed {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                let current: Option<String> = r.try_get(2)?;
+                skipped.push(Skip {
+                    device_id: r.try_get(0)?,
+                    controller_id: r.try_get(1)?,
+                    reason: if current.as_deref() == Some(version.as_str()) {
+                        SKIP_INSTALLED
+                    } else {
+                        SKIP_BUSY
+                    },
+                });
+            }
+        }
+    }
+    let pending = Transition {
+        status: ActionStatus::Pending,
+        notify: true,
+        ..Transition::default()
+    };
+    let moved: Vec<(i64, i64, i64)> = created.iter().map(|&(a, d)| (a, d, rollout_id)).collect();
+    record_moved(tx, &moved, None, &pending, now).await?;
+    sqlx::query("UPDATE rollouts SET total = total + $1 WHERE id = $2")
+        .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
+        .bind(rollout_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(AssignOutcome { created, skipped })
+}
+
 impl Store {
     /// Create a rollout of a release (no actions yet; see [`Store::assign`]).
     pub async fn create_rollout(&self, release_id: i64, target: &str) -> Result<i64> {
@@ -180,94 +340,10 @@ impl Store {
     /// ids are dropped. The one-open-action-per-device index makes a racing assignment of the
     /// same device fail the whole transaction rather than create two.
     pub async fn assign(&self, rollout_id: i64, device_ids: &[i64]) -> Result<AssignOutcome> {
-        let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "SELECT o.release_id, r.version FROM rollouts o JOIN releases r ON r.id = o.release_id \
-             WHERE o.id = $1",
-        )
-        .bind(rollout_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::Corrupt("rollouts.id"))?;
-        let release_id: i64 = row.try_get(0)?;
-        let version: String = row.try_get(1)?;
-        let mut created = Vec::new();
-        let mut skipped = Vec::new();
-        for chunk in device_ids.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO actions (rollout_id, device_id, release_id, status, active, created_at, updated_at) \
-                 SELECT $1, d.id, $2, $3, 1, $4, $4 FROM devices d \
-                 WHERE d.id IN ({}) AND d.deleted_at IS NULL \
-                 AND (d.current_version IS NULL OR d.current_version <> $5) \
-                 AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.device_id = d.id AND a.active = 1) \
-                 RETURNING id, device_id",
-                placeholders(6, chunk.len())
-            );
-            let mut q = sqlx::query(&sql)
-                .bind(rollout_id)
-                .bind(release_id)
-                .bind(ActionStatus::Pending.as_str())
-                .bind(now)
-                .bind(version.clone());
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            let rows = q
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| super::conflict(e, "open deployment for this device"))?;
-            let mut made = std::collections::HashSet::with_capacity(rows.len());
-            for r in &rows {
-                let action: i64 = r.try_get(0)?;
-                let device: i64 = r.try_get(1)?;
-                made.insert(device);
-                created.push((action, device));
-            }
-            let missed: Vec<i64> = chunk
-                .iter()
-                .copied()
-                .filter(|d| !made.contains(d))
-                .collect();
-            if !missed.is_empty() {
-                let sql = format!(
-                    "SELECT id, controller_id, current_version FROM devices \
-                     WHERE deleted_at IS NULL AND id IN ({}) ORDER BY id",
-                    placeholders(1, missed.len())
-                );
-                let mut q = sqlx::query(&sql);
-                for id in &missed {
-                    q = q.bind(*id);
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    let current: Option<String> = r.try_get(2)?;
-                    skipped.push(Skip {
-                        device_id: r.try_get(0)?,
-                        controller_id: r.try_get(1)?,
-                        reason: if current.as_deref() == Some(version.as_str()) {
-                            SKIP_INSTALLED
-                        } else {
-                            SKIP_BUSY
-                        },
-                    });
-                }
-            }
-        }
-        let pending = Transition {
-            status: ActionStatus::Pending,
-            notify: true,
-            ..Transition::default()
-        };
-        let moved: Vec<(i64, i64, i64)> =
-            created.iter().map(|&(a, d)| (a, d, rollout_id)).collect();
-        record_moved(&mut tx, &moved, &pending, now).await?;
-        sqlx::query("UPDATE rollouts SET total = total + $1 WHERE id = $2")
-            .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
-            .bind(rollout_id)
-            .execute(&mut *tx)
-            .await?;
+        let outcome = assign_in(&mut tx, rollout_id, device_ids, now_ms()).await?;
         tx.commit().await?;
-        Ok(AssignOutcome { created, skipped })
+        Ok(outcome)
     }
 
     /// Internal ids of the (not deleted) devices with these controller ids, in chunks.
@@ -538,7 +614,14 @@ impl Store {
         };
         let device_id: i64 = row.try_get(0)?;
         let rollout_id: i64 = row.try_get(1)?;
-        record_moved(&mut tx, &[(action_id, device_id, rollout_id)], t, now).await?;
+        record_moved(
+            &mut tx,
+            &[(action_id, device_id, rollout_id)],
+            Some(from),
+            t,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Applied::Changed)
     }
@@ -573,7 +656,7 @@ impl Store {
         for r in &rows {
             moved.push((r.try_get(0)?, r.try_get(1)?, rollout_id));
         }
-        record_moved(&mut tx, &moved, t, now).await?;
+        record_moved(&mut tx, &moved, Some(from), t, now).await?;
         tx.commit().await?;
         Ok(moved.len() as u64)
     }
@@ -615,7 +698,7 @@ impl Store {
             notify: false,
             ..close_open.clone()
         };
-        record_moved(&mut tx, &moved, &close, now).await?;
+        record_moved(&mut tx, &moved, None, &close, now).await?;
         for table in ["device_tags", "device_config", "work_changed"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE device_id = $1"))
                 .bind(id)
