@@ -28,7 +28,7 @@
 //!
 //! The same inputs in the same order give the same decisions: the engine reads no clock and
 //! draws no random numbers, which is what lets `tests/campaign_sim.rs` run a 10,000-device
-//! campaign over simulated days in a second.
+//! campaign over simulated hours in about a second.
 //!
 //! # States
 //!
