@@ -670,7 +670,12 @@ impl Campaign {
         {
             self.begin(now, Actor::Engine, Reason::ScheduledTime, &mut out);
         }
-        for m in roster.due(now, MAX_BATCH) {
+        for due in roster.due(now, MAX_BATCH) {
+            // Read the row again: a timeout before it in this batch may have aborted the
+            // campaign and changed it.
+            let Some(m) = roster.get(due.device) else {
+                continue;
+            };
             if m.deadline.is_some_and(|d| d <= now) && m.is_due_candidate() {
                 out.push(Decision::TimeOut { device: m.device });
                 self.finish(roster, m, Outcome::TimedOut, now, &mut out);
@@ -934,7 +939,7 @@ impl Campaign {
                     let Some(c) = self.counters(m.phase) else {
                         continue;
                     };
-                    c.retry_wait -= 1;
+                    c.retry_wait = c.retry_wait.saturating_sub(1);
                     c.retries += 1;
                     retried.push(m.device);
                 }
@@ -942,8 +947,8 @@ impl Campaign {
                     if quota == 0 {
                         break;
                     }
-                    quota -= 1;
-                    self.queued -= 1;
+                    quota = quota.saturating_sub(1);
+                    self.queued = self.queued.saturating_sub(1);
                     m.phase = phase;
                     let Some(c) = self.counters(phase) else {
                         continue;
@@ -1043,7 +1048,7 @@ impl Campaign {
         };
         if let Some(c) = self.counters(m.phase) {
             if let Some(n) = c.slot(m.status) {
-                *n -= 1;
+                *n = n.saturating_sub(1);
             }
             if let Some(n) = c.slot(to) {
                 *n += 1;
@@ -1138,7 +1143,7 @@ impl Campaign {
                     continue;
                 }
                 if let Some(c) = self.counters(m.phase) {
-                    c.active -= 1;
+                    c.active = c.active.saturating_sub(1);
                     c.canceling += 1;
                 }
                 m.status = MemberStatus::Canceling;
@@ -1159,13 +1164,13 @@ impl Campaign {
             for mut m in rows {
                 match m.status {
                     MemberStatus::Queued => {
-                        self.queued -= 1;
+                        self.queued = self.queued.saturating_sub(1);
                         self.skipped += 1;
                         m.status = MemberStatus::Skipped;
                     }
                     MemberStatus::RetryWait => {
                         if let Some(c) = self.counters(m.phase) {
-                            c.retry_wait -= 1;
+                            c.retry_wait = c.retry_wait.saturating_sub(1);
                             c.cancelled += 1;
                         }
                         m.status = MemberStatus::Cancelled;
