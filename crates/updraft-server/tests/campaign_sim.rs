@@ -797,6 +797,9 @@ fn staged_campaign_with_ramp_window_retries_timeouts_and_a_pause_completes_corre
 
     let s = sim.c.summary();
     assert_eq!(sim.phase_sizes(), vec![100, 900, 4000, 5000]);
+    // The campaign's own state stays small: counters, not a list of devices.
+    let state = serde_json::to_string(&sim.c).unwrap();
+    assert!(state.len() < 4096, "{} bytes: {state}", state.len());
     assert_eq!(
         sim.phase_started.iter().map(|p| p.0).collect::<Vec<_>>(),
         vec![1, 2, 3, 4]

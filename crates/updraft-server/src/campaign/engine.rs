@@ -205,7 +205,8 @@ pub enum Decision {
         /// The devices.
         devices: Vec<DeviceId>,
     },
-    /// Cancel the deployment of these devices (abort; none of them has begun installing).
+    /// Cancel the deployment of these devices (abort: none of them has begun installing; or
+    /// one removed device).
     Cancel {
         /// The devices.
         devices: Vec<DeviceId>,
@@ -601,6 +602,53 @@ impl Campaign {
         self.members += 1;
         self.queued += 1;
         let mut out = Vec::new();
+        self.advance(roster, now, &mut out);
+        Ok(out)
+    }
+
+    /// Takes a device out of the campaign (the device was deleted, or no longer matches a
+    /// dynamic target): a queued one is skipped, one waiting for a retry is cancelled, an active
+    /// one is told to cancel (`Cancel`, whatever its stage: the fleet layer decides whether the
+    /// device can still stop). Its row stays, for the history and the counters. Removing a
+    /// device that is canceling or finished changes nothing.
+    pub fn remove_device(
+        &mut self,
+        roster: &mut impl Roster,
+        device: DeviceId,
+        now: UnixMs,
+    ) -> Result<Vec<Decision>, CampaignError> {
+        let mut m = roster
+            .get(device)
+            .ok_or(CampaignError::UnknownDevice(device))?;
+        let mut out = Vec::new();
+        match m.status {
+            MemberStatus::Queued => {
+                self.queued = self.queued.saturating_sub(1);
+                self.skipped += 1;
+                m.status = MemberStatus::Skipped;
+            }
+            MemberStatus::RetryWait => {
+                if let Some(c) = self.counters(m.phase) {
+                    c.retry_wait = c.retry_wait.saturating_sub(1);
+                    c.cancelled += 1;
+                }
+                m.status = MemberStatus::Cancelled;
+            }
+            MemberStatus::Active => {
+                if let Some(c) = self.counters(m.phase) {
+                    c.active = c.active.saturating_sub(1);
+                    c.canceling += 1;
+                }
+                m.status = MemberStatus::Canceling;
+                m.deadline = self.deadline(m.stage, now);
+                out.push(Decision::Cancel {
+                    devices: vec![device],
+                });
+            }
+            _ => return Ok(out),
+        }
+        m.since = now;
+        roster.save(&m);
         self.advance(roster, now, &mut out);
         Ok(out)
     }

@@ -11,6 +11,7 @@
 //! | input | when |
 //! | --- | --- |
 //! | [`Campaign::add_device`] | the target is built (draft), or a device matches a dynamic target later |
+//! | [`Campaign::remove_device`] | a device is deleted, or leaves a dynamic target |
 //! | [`Campaign::command`] | an operator: schedule, start, pause, resume, abort, approve a phase, close a dynamic target |
 //! | [`Campaign::tick`] | time passes: the scheduled start, timeouts, install triggers, starts as the rate allows |
 //! | [`Campaign::device_progress`] | a device reported a [`Stage`] (any report restarts its timeout) |
@@ -21,7 +22,7 @@
 //! | `Start { phase, devices }` | assigns the release to these devices (first attempt) |
 //! | `Retry { devices }` | assigns it again (the previous attempt failed or timed out) |
 //! | `Install { devices }` | lets these downloaded devices install (inside the maintenance window) |
-//! | `Cancel { devices }` | cancels their deployments (abort: devices not installing yet) |
+//! | `Cancel { devices }` | cancels their deployments (abort: devices not installing yet; or a removed device) |
 //! | `TimeOut { device }` | closes that device's attempt as failed: timed out |
 //! | `StateChanged(change)` | stores the change: from, to, when, who, why |
 //! | `PhaseStarted { phase, at, by }`, `AwaitingApproval { phase }` | stores / shows them |

@@ -930,6 +930,54 @@ fn dynamic_campaigns_take_devices_that_join_until_closed() {
 }
 
 #[test]
+fn removed_devices_keep_their_row_and_the_counters_stay_right() {
+    let mut p = policy("2,all");
+    p.retries = 1;
+    p.rate = Some(Rate {
+        max_per_minute: 60,
+        ramp: None,
+    });
+    let mut h = H::new(p, 5);
+    h.start();
+    h.tick(1000);
+    // Devices 1 and 2 active (phase 1); 3..=5 queued.
+    assert!(h.c.remove_device(&mut h.r, 4, h.now).unwrap().is_empty());
+    assert_eq!(h.member(4).status, MemberStatus::Skipped);
+    h.check();
+    let out = h.c.remove_device(&mut h.r, 1, h.now).unwrap();
+    assert_eq!(out, vec![Decision::Cancel { devices: vec![1] }]);
+    h.check();
+    assert_eq!(
+        h.c.remove_device(&mut h.r, 1, h.now).unwrap(),
+        vec![],
+        "idempotent"
+    );
+    h.outcome(1, Outcome::Cancelled);
+    h.outcome(2, Outcome::Failed);
+    assert_eq!(
+        h.member(2).status,
+        MemberStatus::RetryWait,
+        "rate: no retry in this second"
+    );
+    h.c.remove_device(&mut h.r, 2, h.now).unwrap();
+    assert_eq!(h.member(2).status, MemberStatus::Cancelled);
+    h.check();
+    // Phase 1 is over (two cancelled devices pass its threshold); 3 and 5 start, 4 does not.
+    let mut all = Vec::new();
+    for _ in 0..130 {
+        all.extend(started(&h.tick(1000)));
+    }
+    assert_eq!(all, vec![3, 5]);
+    succeed(&mut h, &[3, 5]);
+    assert_eq!(h.status(), CampaignStatus::Completed);
+    assert_eq!(h.c.summary().skipped, 1);
+    assert_eq!(
+        h.c.remove_device(&mut h.r, 9, h.now),
+        Err(CampaignError::UnknownDevice(9))
+    );
+}
+
+#[test]
 fn a_scheduled_campaign_starts_at_its_time() {
     let mut h = H::new(policy("all"), 1);
     let at = h.now + 10 * MIN;
@@ -1054,6 +1102,7 @@ mod any_inputs {
         Tick(i64),
         Progress(DeviceId, usize),
         Outcome(DeviceId, u8),
+        Remove(DeviceId),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1063,6 +1112,7 @@ mod any_inputs {
             (0i64..90_000).prop_map(Op::Tick),
             (1i64..15, 1usize..6).prop_map(|(d, s)| Op::Progress(d, s)),
             (1i64..15, 0u8..5).prop_map(|(d, o)| Op::Outcome(d, o)),
+            (1i64..15).prop_map(Op::Remove),
         ]
     }
 
@@ -1146,6 +1196,7 @@ mod any_inputs {
                         .c
                         .device_outcome(&mut h.r, d, outcome(o), now)
                         .unwrap_or_default(),
+                    Op::Remove(d) => h.c.remove_device(&mut h.r, d, now).unwrap_or_default(),
                 };
                 h.check();
                 let rate_now = h.c.rate_per_minute().unwrap_or(u32::MAX);
