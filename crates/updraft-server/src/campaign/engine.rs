@@ -468,6 +468,8 @@ pub struct Summary {
     pub awaiting_approval: Option<u32>,
     /// When a scheduled campaign starts.
     pub scheduled_at: Option<UnixMs>,
+    /// A dynamic campaign still takes devices that join its target.
+    pub target_open: bool,
     /// Devices in the target.
     pub members: u64,
     /// Not started yet.
@@ -570,6 +572,7 @@ impl Campaign {
             phase: self.phase,
             awaiting_approval: self.awaiting_approval(),
             scheduled_at: self.scheduled_at,
+            target_open: self.policy.dynamic && !self.closed && !self.status.is_final(),
             members: self.members,
             queued: self.queued,
             skipped: self.skipped,

@@ -913,7 +913,9 @@ fn dynamic_campaigns_take_devices_that_join_until_closed() {
         h.c.add_device(&mut h.r, 2, h.now),
         Err(CampaignError::AlreadyMember(2))
     );
+    assert!(h.c.summary().target_open);
     h.cmd(Command::Close).unwrap();
+    assert!(!h.c.summary().target_open);
     assert_eq!(
         h.c.add_device(&mut h.r, 3, h.now),
         Err(CampaignError::TargetFixed)
