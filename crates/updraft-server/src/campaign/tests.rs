@@ -1234,3 +1234,24 @@ mod any_inputs {
         }
     }
 }
+
+#[test]
+fn the_policy_example_in_the_module_docs_parses_and_validates() {
+    let docs = include_str!("mod.rs");
+    let start = docs.find("//! ```json\n").unwrap() + "//! ```json\n".len();
+    let end = start + docs[start..].find("//! ```\n").unwrap();
+    let json: String = docs[start..end]
+        .lines()
+        .map(|l| l.trim_start_matches("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let p: Policy = serde_json::from_str(&json).unwrap();
+    p.validate().unwrap();
+    assert_eq!(p.phases.len(), 3);
+    assert!(p.phases[1].approval);
+    assert_eq!(p.rate.unwrap().ramp.unwrap().every, 50);
+    assert_eq!(
+        p.maintenance_window.unwrap().to_string(),
+        "Mon-Fri 02:00-05:00 +01:00"
+    );
+}
