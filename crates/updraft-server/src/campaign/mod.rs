@@ -92,6 +92,26 @@
 //! [`Campaign::start_budget`] waiting rows with `FOR UPDATE SKIP LOCKED` can be handed to the
 //! engine in a [`MemoryRoster`].
 //!
+//! # Wiring to the fleet layer
+//!
+//! | fleet report | engine input |
+//! | --- | --- |
+//! | retrieved / confirmed | `device_progress(Stage::Notified)` |
+//! | downloading n % | `device_progress(Stage::Downloading)` |
+//! | downloaded | `device_progress(Stage::Downloaded)` |
+//! | deferred | `device_progress(Stage::Deferred)` |
+//! | installing | `device_progress(Stage::Installing)` |
+//! | succeeded / failed / rejected | `device_outcome(Succeeded / Failed / Rejected)` |
+//! | cancel accepted | `device_outcome(Cancelled)` |
+//! | cancel refused | nothing: the device goes on and reports again |
+//!
+//! A [`CampaignError::NotActive`] on a report is a late or repeated one: log it and drop it.
+//! `TimeOut` closes the device's action as failed (timed out) with a compare-and-set on its
+//! status; if the device's report won the race, feed that report instead. `Retry` opens a new
+//! action for the same release. `Install` is, for DDI, `update: forced`/`attempt` in the next
+//! `deploymentBase` (`skip` and `maintenanceWindow: unavailable` before it); push fronts send
+//! their install trigger.
+//!
 //! # The JSON shape of a policy
 //!
 //! ```json
