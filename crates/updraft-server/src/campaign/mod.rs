@@ -108,9 +108,10 @@
 //! A [`CampaignError::NotActive`] on a report is a late or repeated one: log it and drop it.
 //! `TimeOut` closes the device's action as failed (timed out) with a compare-and-set on its
 //! status; if the device's report won the race, feed that report instead. `Retry` opens a new
-//! action for the same release. `Install` is, for DDI, `update: forced`/`attempt` in the next
-//! `deploymentBase` (`skip` and `maintenanceWindow: unavailable` before it); push fronts send
-//! their install trigger.
+//! action for the same release. A polling front (DDI) answers `deploymentBase` with
+//! `update: skip` and `maintenanceWindow: unavailable` while [`Campaign::install_allowed`] is
+//! false and with the policy's `install` handling otherwise; a push front sends its install
+//! trigger on `Install`.
 //!
 //! # The JSON shape of a policy
 //!
