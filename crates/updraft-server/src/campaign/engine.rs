@@ -205,7 +205,8 @@ pub enum Decision {
         /// The devices.
         devices: Vec<DeviceId>,
     },
-    /// Cancel the deployment of these devices (abort; none of them has begun installing).
+    /// Cancel the deployment of these devices (abort: none of them has begun installing; or
+    /// one removed device).
     Cancel {
         /// The devices.
         devices: Vec<DeviceId>,
@@ -467,6 +468,8 @@ pub struct Summary {
     pub awaiting_approval: Option<u32>,
     /// When a scheduled campaign starts.
     pub scheduled_at: Option<UnixMs>,
+    /// A dynamic campaign still takes devices that join its target.
+    pub target_open: bool,
     /// Devices in the target.
     pub members: u64,
     /// Not started yet.
@@ -569,6 +572,7 @@ impl Campaign {
             phase: self.phase,
             awaiting_approval: self.awaiting_approval(),
             scheduled_at: self.scheduled_at,
+            target_open: self.policy.dynamic && !self.closed && !self.status.is_final(),
             members: self.members,
             queued: self.queued,
             skipped: self.skipped,
@@ -601,6 +605,53 @@ impl Campaign {
         self.members += 1;
         self.queued += 1;
         let mut out = Vec::new();
+        self.advance(roster, now, &mut out);
+        Ok(out)
+    }
+
+    /// Takes a device out of the campaign (the device was deleted, or no longer matches a
+    /// dynamic target): a queued one is skipped, one waiting for a retry is cancelled, an active
+    /// one is told to cancel (`Cancel`, whatever its stage: the fleet layer decides whether the
+    /// device can still stop). Its row stays, for the history and the counters. Removing a
+    /// device that is canceling or finished changes nothing.
+    pub fn remove_device(
+        &mut self,
+        roster: &mut impl Roster,
+        device: DeviceId,
+        now: UnixMs,
+    ) -> Result<Vec<Decision>, CampaignError> {
+        let mut m = roster
+            .get(device)
+            .ok_or(CampaignError::UnknownDevice(device))?;
+        let mut out = Vec::new();
+        match m.status {
+            MemberStatus::Queued => {
+                self.queued = self.queued.saturating_sub(1);
+                self.skipped += 1;
+                m.status = MemberStatus::Skipped;
+            }
+            MemberStatus::RetryWait => {
+                if let Some(c) = self.counters(m.phase) {
+                    c.retry_wait = c.retry_wait.saturating_sub(1);
+                    c.cancelled += 1;
+                }
+                m.status = MemberStatus::Cancelled;
+            }
+            MemberStatus::Active => {
+                if let Some(c) = self.counters(m.phase) {
+                    c.active = c.active.saturating_sub(1);
+                    c.canceling += 1;
+                }
+                m.status = MemberStatus::Canceling;
+                m.deadline = self.deadline(m.stage, now);
+                out.push(Decision::Cancel {
+                    devices: vec![device],
+                });
+            }
+            _ => return Ok(out),
+        }
+        m.since = now;
+        roster.save(&m);
         self.advance(roster, now, &mut out);
         Ok(out)
     }
@@ -670,7 +721,12 @@ impl Campaign {
         {
             self.begin(now, Actor::Engine, Reason::ScheduledTime, &mut out);
         }
-        for m in roster.due(now, MAX_BATCH) {
+        for due in roster.due(now, MAX_BATCH) {
+            // Read the row again: a timeout before it in this batch may have aborted the
+            // campaign and changed it.
+            let Some(m) = roster.get(due.device) else {
+                continue;
+            };
             if m.deadline.is_some_and(|d| d <= now) && m.is_due_candidate() {
                 out.push(Decision::TimeOut { device: m.device });
                 self.finish(roster, m, Outcome::TimedOut, now, &mut out);
@@ -934,7 +990,7 @@ impl Campaign {
                     let Some(c) = self.counters(m.phase) else {
                         continue;
                     };
-                    c.retry_wait -= 1;
+                    c.retry_wait = c.retry_wait.saturating_sub(1);
                     c.retries += 1;
                     retried.push(m.device);
                 }
@@ -942,8 +998,8 @@ impl Campaign {
                     if quota == 0 {
                         break;
                     }
-                    quota -= 1;
-                    self.queued -= 1;
+                    quota = quota.saturating_sub(1);
+                    self.queued = self.queued.saturating_sub(1);
                     m.phase = phase;
                     let Some(c) = self.counters(phase) else {
                         continue;
@@ -1043,7 +1099,7 @@ impl Campaign {
         };
         if let Some(c) = self.counters(m.phase) {
             if let Some(n) = c.slot(m.status) {
-                *n -= 1;
+                *n = n.saturating_sub(1);
             }
             if let Some(n) = c.slot(to) {
                 *n += 1;
@@ -1138,7 +1194,7 @@ impl Campaign {
                     continue;
                 }
                 if let Some(c) = self.counters(m.phase) {
-                    c.active -= 1;
+                    c.active = c.active.saturating_sub(1);
                     c.canceling += 1;
                 }
                 m.status = MemberStatus::Canceling;
@@ -1159,13 +1215,13 @@ impl Campaign {
             for mut m in rows {
                 match m.status {
                     MemberStatus::Queued => {
-                        self.queued -= 1;
+                        self.queued = self.queued.saturating_sub(1);
                         self.skipped += 1;
                         m.status = MemberStatus::Skipped;
                     }
                     MemberStatus::RetryWait => {
                         if let Some(c) = self.counters(m.phase) {
-                            c.retry_wait -= 1;
+                            c.retry_wait = c.retry_wait.saturating_sub(1);
                             c.cancelled += 1;
                         }
                         m.status = MemberStatus::Cancelled;

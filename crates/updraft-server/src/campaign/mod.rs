@@ -11,6 +11,7 @@
 //! | input | when |
 //! | --- | --- |
 //! | [`Campaign::add_device`] | the target is built (draft), or a device matches a dynamic target later |
+//! | [`Campaign::remove_device`] | a device is deleted, or leaves a dynamic target |
 //! | [`Campaign::command`] | an operator: schedule, start, pause, resume, abort, approve a phase, close a dynamic target |
 //! | [`Campaign::tick`] | time passes: the scheduled start, timeouts, install triggers, starts as the rate allows |
 //! | [`Campaign::device_progress`] | a device reported a [`Stage`] (any report restarts its timeout) |
@@ -21,14 +22,14 @@
 //! | `Start { phase, devices }` | assigns the release to these devices (first attempt) |
 //! | `Retry { devices }` | assigns it again (the previous attempt failed or timed out) |
 //! | `Install { devices }` | lets these downloaded devices install (inside the maintenance window) |
-//! | `Cancel { devices }` | cancels their deployments (abort: devices not installing yet) |
+//! | `Cancel { devices }` | cancels their deployments (abort: devices not installing yet; or a removed device) |
 //! | `TimeOut { device }` | closes that device's attempt as failed: timed out |
 //! | `StateChanged(change)` | stores the change: from, to, when, who, why |
 //! | `PhaseStarted { phase, at, by }`, `AwaitingApproval { phase }` | stores / shows them |
 //!
 //! The same inputs in the same order give the same decisions: the engine reads no clock and
 //! draws no random numbers, which is what lets `tests/campaign_sim.rs` run a 10,000-device
-//! campaign over simulated days in a second.
+//! campaign over simulated hours in about a second.
 //!
 //! # States
 //!
@@ -90,6 +91,27 @@
 //! member rows, write the campaign row and the saved member rows, commit. A claim of
 //! [`Campaign::start_budget`] waiting rows with `FOR UPDATE SKIP LOCKED` can be handed to the
 //! engine in a [`MemoryRoster`].
+//!
+//! # Wiring to the fleet layer
+//!
+//! | fleet report | engine input |
+//! | --- | --- |
+//! | retrieved / confirmed | `device_progress(Stage::Notified)` |
+//! | downloading n % | `device_progress(Stage::Downloading)` |
+//! | downloaded | `device_progress(Stage::Downloaded)` |
+//! | deferred | `device_progress(Stage::Deferred)` |
+//! | installing | `device_progress(Stage::Installing)` |
+//! | succeeded / failed / rejected | `device_outcome(Succeeded / Failed / Rejected)` |
+//! | cancel accepted | `device_outcome(Cancelled)` |
+//! | cancel refused | nothing: the device goes on and reports again |
+//!
+//! A [`CampaignError::NotActive`] on a report is a late or repeated one: log it and drop it.
+//! `TimeOut` closes the device's action as failed (timed out) with a compare-and-set on its
+//! status; if the device's report won the race, feed that report instead. `Retry` opens a new
+//! action for the same release. A polling front (DDI) answers `deploymentBase` with
+//! `update: skip` and `maintenanceWindow: unavailable` while [`Campaign::install_allowed`] is
+//! false and with the policy's `install` handling otherwise; a push front sends its install
+//! trigger on `Install`.
 //!
 //! # The JSON shape of a policy
 //!

@@ -646,7 +646,11 @@ impl Policy {
                     "no failure kind given: name failed, rejected and/or timed_out",
                 ));
             }
-            if t.kinds.len() > FailureKind::ALL.len() {
+            if t.kinds
+                .iter()
+                .enumerate()
+                .any(|(i, k)| t.kinds[..i].contains(k))
+            {
                 return Err(PolicyError::new(
                     "error_threshold.kinds",
                     "a failure kind is named twice",
@@ -981,6 +985,10 @@ mod tests {
         );
         check(
             &|p| p.error_threshold.as_mut().unwrap().kinds.clear(),
+            "error_threshold.kinds",
+        );
+        check(
+            &|p| p.error_threshold.as_mut().unwrap().kinds = vec![FailureKind::Failed; 2],
             "error_threshold.kinds",
         );
         check(&|p| p.phases.truncate(2), "phases");

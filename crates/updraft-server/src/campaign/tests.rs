@@ -913,7 +913,9 @@ fn dynamic_campaigns_take_devices_that_join_until_closed() {
         h.c.add_device(&mut h.r, 2, h.now),
         Err(CampaignError::AlreadyMember(2))
     );
+    assert!(h.c.summary().target_open);
     h.cmd(Command::Close).unwrap();
+    assert!(!h.c.summary().target_open);
     assert_eq!(
         h.c.add_device(&mut h.r, 3, h.now),
         Err(CampaignError::TargetFixed)
@@ -926,6 +928,54 @@ fn dynamic_campaigns_take_devices_that_join_until_closed() {
     assert_eq!(
         h.c.add_device(&mut h.r, 9, h.now),
         Err(CampaignError::TargetFixed)
+    );
+}
+
+#[test]
+fn removed_devices_keep_their_row_and_the_counters_stay_right() {
+    let mut p = policy("2,all");
+    p.retries = 1;
+    p.rate = Some(Rate {
+        max_per_minute: 60,
+        ramp: None,
+    });
+    let mut h = H::new(p, 5);
+    h.start();
+    h.tick(1000);
+    // Devices 1 and 2 active (phase 1); 3..=5 queued.
+    assert!(h.c.remove_device(&mut h.r, 4, h.now).unwrap().is_empty());
+    assert_eq!(h.member(4).status, MemberStatus::Skipped);
+    h.check();
+    let out = h.c.remove_device(&mut h.r, 1, h.now).unwrap();
+    assert_eq!(out, vec![Decision::Cancel { devices: vec![1] }]);
+    h.check();
+    assert_eq!(
+        h.c.remove_device(&mut h.r, 1, h.now).unwrap(),
+        vec![],
+        "idempotent"
+    );
+    h.outcome(1, Outcome::Cancelled);
+    h.outcome(2, Outcome::Failed);
+    assert_eq!(
+        h.member(2).status,
+        MemberStatus::RetryWait,
+        "rate: no retry in this second"
+    );
+    h.c.remove_device(&mut h.r, 2, h.now).unwrap();
+    assert_eq!(h.member(2).status, MemberStatus::Cancelled);
+    h.check();
+    // Phase 1 is over (two cancelled devices pass its threshold); 3 and 5 start, 4 does not.
+    let mut all = Vec::new();
+    for _ in 0..130 {
+        all.extend(started(&h.tick(1000)));
+    }
+    assert_eq!(all, vec![3, 5]);
+    succeed(&mut h, &[3, 5]);
+    assert_eq!(h.status(), CampaignStatus::Completed);
+    assert_eq!(h.c.summary().skipped, 1);
+    assert_eq!(
+        h.c.remove_device(&mut h.r, 9, h.now),
+        Err(CampaignError::UnknownDevice(9))
     );
 }
 
@@ -1037,5 +1087,171 @@ fn decisions_and_summaries_serialize_to_the_documented_json() {
     assert_eq!(
         serde_json::to_value(Command::Approve { phase: 2 }).unwrap(),
         serde_json::json!({"command": "approve", "phase": 2})
+    );
+}
+
+// ----- any input sequence -----
+
+mod any_inputs {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(DeviceId),
+        Cmd(u8, u32),
+        Tick(i64),
+        Progress(DeviceId, usize),
+        Outcome(DeviceId, u8),
+        Remove(DeviceId),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1i64..15).prop_map(Op::Add),
+            (0u8..7, 1u32..4).prop_map(|(c, p)| Op::Cmd(c, p)),
+            (0i64..90_000).prop_map(Op::Tick),
+            (1i64..15, 1usize..6).prop_map(|(d, s)| Op::Progress(d, s)),
+            (1i64..15, 0u8..5).prop_map(|(d, o)| Op::Outcome(d, o)),
+            (1i64..15).prop_map(Op::Remove),
+        ]
+    }
+
+    fn command(c: u8, phase: u32, now: i64) -> Command {
+        match c {
+            0 => Command::Schedule { at: now + 30_000 },
+            1 => Command::Start,
+            2 => Command::Pause,
+            3 => Command::Resume,
+            4 => Command::Abort,
+            5 => Command::Approve { phase },
+            _ => Command::Close,
+        }
+    }
+
+    fn outcome(o: u8) -> Outcome {
+        [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::Rejected,
+            Outcome::Cancelled,
+            Outcome::TimedOut,
+        ][usize::from(o) % 5]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_input_sequence_keeps_counters_rate_and_starts_right(
+            ops in proptest::collection::vec(op(), 0..150),
+            retries in 0u32..3,
+            rate in proptest::option::of(1u32..100),
+            dynamic: bool,
+            approval: bool,
+            abort_on_errors: bool,
+        ) {
+            let mut p = policy("10%,50%,all");
+            p.phases[0].success_threshold = Percent::parse("50%").unwrap();
+            p.phases[1].approval = approval;
+            p.retries = retries;
+            p.dynamic = dynamic;
+            p.device_timeout_s = Some(60);
+            p.max_defer_s = Some(30);
+            p.rate = rate.map(|r| Rate {
+                max_per_minute: r,
+                ramp: Some(Ramp {
+                    base_per_minute: 1,
+                    increment_factor: 2.0,
+                    criterion: RampCriterion::Succeeded,
+                    every: 1,
+                }),
+            });
+            p.error_threshold = Some(ErrorThreshold {
+                limit: Limit::Count(3),
+                min_finished: 2,
+                kinds: FailureKind::ALL.to_vec(),
+                action: if abort_on_errors { ThresholdAction::Abort } else { ThresholdAction::Pause },
+            });
+            p.maintenance_window = Some(MaintenanceWindow::parse("daily 00:00-12:00 UTC").unwrap());
+            let mut h = H::new(p, 0);
+            let mut ever_started = HashSet::new();
+            let mut assignments: Vec<(i64, u32)> = Vec::new();
+            for op in ops {
+                let was_final = h.status().is_final();
+                let now = h.now;
+                let out = match op {
+                    Op::Add(d) => h.c.add_device(&mut h.r, d, now).unwrap_or_default(),
+                    Op::Cmd(c, phase) => h
+                        .c
+                        .command(&mut h.r, command(c, phase, now), alice(), now)
+                        .unwrap_or_default(),
+                    Op::Tick(dt) => {
+                        h.now += dt;
+                        h.c.tick(&mut h.r, h.now)
+                    }
+                    Op::Progress(d, s) => h
+                        .c
+                        .device_progress(&mut h.r, d, Stage::ALL[s], now)
+                        .unwrap_or_default(),
+                    Op::Outcome(d, o) => h
+                        .c
+                        .device_outcome(&mut h.r, d, outcome(o), now)
+                        .unwrap_or_default(),
+                    Op::Remove(d) => h.c.remove_device(&mut h.r, d, now).unwrap_or_default(),
+                };
+                h.check();
+                let rate_now = h.c.rate_per_minute().unwrap_or(u32::MAX);
+                for decision in &out {
+                    match decision {
+                        Decision::Start { devices, .. } => {
+                            prop_assert!(!was_final);
+                            for d in devices {
+                                prop_assert!(ever_started.insert(*d), "device {} started twice", d);
+                                prop_assert_eq!(h.member(*d).attempts, 1);
+                                assignments.push((h.now, rate_now));
+                            }
+                        }
+                        Decision::Retry { devices } => {
+                            prop_assert!(!was_final);
+                            for d in devices {
+                                let a = h.member(*d).attempts;
+                                prop_assert!(a >= 2 && a <= retries + 1);
+                                assignments.push((h.now, rate_now));
+                            }
+                        }
+                        Decision::Install { .. } => {
+                            prop_assert!(h.c.install_allowed(h.now));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for (i, &(t, r)) in assignments.iter().enumerate() {
+                let n = assignments[..=i].iter().filter(|a| a.0 > t - MIN).count() as u64;
+                prop_assert!(n <= u64::from(r), "{} starts in the minute before {}", n, t);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_policy_example_in_the_module_docs_parses_and_validates() {
+    let docs = include_str!("mod.rs");
+    let start = docs.find("//! ```json\n").unwrap() + "//! ```json\n".len();
+    let end = start + docs[start..].find("//! ```\n").unwrap();
+    let json: String = docs[start..end]
+        .lines()
+        .map(|l| l.trim_start_matches("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let p: Policy = serde_json::from_str(&json).unwrap();
+    p.validate().unwrap();
+    assert_eq!(p.phases.len(), 3);
+    assert!(p.phases[1].approval);
+    assert_eq!(p.rate.unwrap().ramp.unwrap().every, 50);
+    assert_eq!(
+        p.maintenance_window.unwrap().to_string(),
+        "Mon-Fri 02:00-05:00 +01:00"
     );
 }
