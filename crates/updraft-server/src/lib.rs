@@ -11,6 +11,8 @@
 //!   history, on SQLite or PostgreSQL through one code path;
 //! - [`blobs`]: firmware images in an object store, streamed and hashed on the way in;
 //! - [`keys`], [`tokens`]: trusted public keys (PEM) and secret tokens;
+//! - [`metrics`]: `/metrics` in the Prometheus text format (request counters, fleet gauges);
+//! - [`perms`]: owner-only modes for the data directory and its files;
 //! - [`testing`]: a throwaway PostgreSQL for tests.
 
 #![warn(missing_docs)]
@@ -20,6 +22,8 @@ pub mod blobs;
 pub mod ddi;
 pub mod http;
 pub mod keys;
+pub mod metrics;
+pub mod perms;
 pub mod server;
 pub mod store;
 pub mod testing;
