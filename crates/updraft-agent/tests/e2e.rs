@@ -160,12 +160,13 @@ impl Server {
             .arg(&self.url)
             .arg("--token-file")
             .arg(self.data.join("admin-token"))
+            .arg("--json")
             .stdin(Stdio::null())
             .output()
             .unwrap()
     }
 
-    /// Run an admin command that must succeed; its JSON answer.
+    /// Run an admin command that must succeed; its JSON answer (`--json`).
     fn cli(&self, args: &[&str]) -> Value {
         let out = self.cli_output(args);
         assert!(

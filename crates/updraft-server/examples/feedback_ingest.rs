@@ -61,6 +61,8 @@ async fn run(database: Option<String>, devices: usize, reports: usize) -> f64 {
             blob_key: staged.final_key(),
             envelope: b"bench".to_vec(),
             key_id: key.id,
+            vendor_id: None,
+            class_id: None,
         })
         .await
         .expect("release");

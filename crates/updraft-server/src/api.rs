@@ -392,6 +392,8 @@ struct Checked {
     image_size: u64,
     manifest_digest: [u8; 32],
     key_id: i64,
+    vendor_id: String,
+    class_id: String,
 }
 
 /// Verify an envelope against the trusted keys.
@@ -432,6 +434,8 @@ async fn check_envelope(state: &AppState, envelope: &[u8]) -> Result<Checked, Ap
         image_size: m.image_size,
         manifest_digest: verified.manifest_digest,
         key_id,
+        vendor_id: m.vendor_id.to_string(),
+        class_id: m.class_id.to_string(),
     })
 }
 
@@ -526,7 +530,11 @@ async fn receive_parts(
     Ok(())
 }
 
-async fn accept_release(state: &AppState, upload: &mut Upload) -> Result<Release, ApiError> {
+async fn accept_release(
+    state: &AppState,
+    upload: &mut Upload,
+    allow_same_sequence: bool,
+) -> Result<Release, ApiError> {
     let envelope = upload
         .envelope
         .take()
@@ -581,6 +589,8 @@ async fn accept_release(state: &AppState, upload: &mut Upload) -> Result<Release
         blob_key: image.final_key(),
         envelope,
         key_id: checked.key_id,
+        vendor_id: Some(checked.vendor_id),
+        class_id: Some(checked.class_id),
     };
     // Blob first: a release row never points at a missing blob. If the insert fails, the blob
     // is removed again unless another release shares it.
@@ -589,7 +599,11 @@ async fn accept_release(state: &AppState, upload: &mut Upload) -> Result<Release
         .take()
         .ok_or_else(|| ApiError::internal("image vanished"))?;
     let blob_key = state.blobs.commit(staged).await?;
-    match state.store.create_release(&new).await {
+    match state
+        .store
+        .create_release_with(&new, allow_same_sequence)
+        .await
+    {
         Ok(r) => Ok(r),
         Err(e) => {
             if !state.store.blob_in_use(&blob_key).await.unwrap_or(true) {
@@ -600,8 +614,18 @@ async fn accept_release(state: &AppState, upload: &mut Upload) -> Result<Release
     }
 }
 
+/// Query of `POST /api/v1/releases`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// Accept a sequence equal to the class's highest when the image is the same (a re-sign).
+    #[serde(default)]
+    allow_same_sequence: bool,
+}
+
 async fn create_release(
     State(state): State<AppState>,
+    Query(query): Query<UploadQuery>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Release>), ApiError> {
     let mut multipart = multipart.map_err(|e| {
@@ -616,7 +640,7 @@ async fn create_release(
     let mut upload = Upload::default();
     let mut result = receive_parts(&state, &mut multipart, &mut upload).await;
     if result.is_ok() {
-        result = match accept_release(&state, &mut upload).await {
+        result = match accept_release(&state, &mut upload, query.allow_same_sequence).await {
             Ok(release) => {
                 tracing::info!(version = %release.version, size = release.image_size, "release stored");
                 return Ok((StatusCode::CREATED, Json(release)));

@@ -42,6 +42,11 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// Unix milliseconds `grace` ago.
+fn cutoff_ms(grace: Duration) -> i64 {
+    crate::store::now_ms().saturating_sub(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Chunk size of staged uploads: what one upload holds in memory at most (times two in flight).
 const CHUNK: usize = 1 << 20;
 
@@ -83,13 +88,20 @@ const READ_CHUNK: usize = 256 * 1024;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Blobs {
-    /// Blobs in a local directory (created if missing). Leftovers of interrupted uploads are
-    /// removed.
+    /// Blobs in a local directory (created if missing, mode 0700 like its `images/` and
+    /// `staging/`; images are 0600, and looser modes found at start are narrowed with a
+    /// warning). Leftovers of interrupted uploads are removed.
     pub fn local(dir: &FsPath) -> Result<Blobs, BlobError> {
-        std::fs::create_dir_all(dir)?;
+        crate::perms::private_dir(dir)?;
         let staging = dir.join("staging");
         if staging.exists() {
             std::fs::remove_dir_all(&staging)?;
+        }
+        crate::perms::private_dir(&staging)?;
+        let images = dir.join("images");
+        crate::perms::private_dir(&images)?;
+        for entry in std::fs::read_dir(&images)? {
+            crate::perms::private_file(&entry?.path())?;
         }
         let store = LocalFileSystem::new_with_prefix(dir)?;
         Ok(Blobs {
@@ -169,7 +181,43 @@ impl Blobs {
         self.store
             .rename(&staged.path, &Path::from(key.as_str()))
             .await?;
+        if let Some(root) = &self.local_root {
+            crate::perms::set_private(&root.join(&key))?;
+        }
         Ok(key)
+    }
+
+    /// Delete the image blobs no release points at (`referenced`) and that are older than
+    /// `grace` (a younger one may belong to an upload committed by another server a moment
+    /// before its release row). Each removal is logged at info level; the keys are returned.
+    /// Start-up runs this so a crash between storing an image and writing its row leaks
+    /// nothing for long.
+    pub async fn remove_orphans(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+        grace: Duration,
+    ) -> Result<Vec<String>, BlobError> {
+        let items: Vec<_> = self
+            .store
+            .list(Some(&Path::from("images")))
+            .try_collect()
+            .await?;
+        let cutoff = cutoff_ms(grace);
+        let mut removed = Vec::new();
+        for item in items {
+            let key = item.location.to_string();
+            if referenced.contains(&key) {
+                continue;
+            }
+            if item.last_modified.timestamp_millis() > cutoff {
+                tracing::info!(blob = %key, "unreferenced image blob is recent; kept until a later start");
+                continue;
+            }
+            self.store.delete(&item.location).await?;
+            tracing::info!(blob = %key, size = item.size, "removed an image blob no release points at");
+            removed.push(key);
+        }
+        Ok(removed)
     }
 
     /// Refuse a staged upload: delete it.

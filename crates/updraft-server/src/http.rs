@@ -95,6 +95,16 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            e @ StoreError::StaleSequence { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "stale_sequence", e.to_string())
+            }
+            e @ StoreError::ResignDiffers { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "resign_image_differs", e.to_string())
+            }
+            e @ StoreError::ConfigTooLarge { .. } => ApiError::unprocessable(
+                "config_too_large",
+                format!("{e}; remove keys (mode `remove`) or send `replace`"),
+            ),
             other => ApiError::internal(other),
         }
     }

@@ -17,6 +17,8 @@
 //! - [`campaign`]: the campaign engine (phases, thresholds, rate, retries, timeouts,
 //!   maintenance window), a deterministic state machine with no store and no clock;
 //! - [`keys`], [`tokens`]: trusted public keys (PEM) and secret tokens;
+//! - [`metrics`]: `/metrics` in the Prometheus text format (request counters, fleet gauges);
+//! - [`perms`]: owner-only modes for the data directory and its files;
 //! - [`testing`]: a throwaway PostgreSQL for tests.
 
 #![warn(missing_docs)]
@@ -28,6 +30,8 @@ pub mod ddi;
 pub mod fleet;
 pub mod http;
 pub mod keys;
+pub mod metrics;
+pub mod perms;
 pub mod server;
 pub mod store;
 pub mod testing;

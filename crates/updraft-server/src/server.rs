@@ -35,11 +35,17 @@ pub struct Config {
     pub poll_interval: Duration,
     /// How often the campaign scheduler ticks (starts, timeouts, reports fed to the engine).
     pub campaign_tick: Duration,
+    /// How old an image blob no release points at must be before the start-up reconciliation
+    /// removes it (a younger one may be an upload another server is finishing).
+    pub orphan_blob_grace: Duration,
 }
+
+/// Default [`Config::orphan_blob_grace`]: 10 minutes.
+pub const DEFAULT_ORPHAN_BLOB_GRACE: Duration = Duration::from_secs(600);
 
 impl Config {
     /// Defaults for a data dir: 127.0.0.1:8080, SQLite, 1 GiB uploads, tenant `DEFAULT`, 60 s
-    /// polling.
+    /// polling, orphan blobs removed at start once 10 minutes old.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
@@ -49,6 +55,7 @@ impl Config {
             tenant: "DEFAULT".into(),
             poll_interval: Duration::from_secs(60),
             campaign_tick: Duration::from_secs(1),
+            orphan_blob_grace: DEFAULT_ORPHAN_BLOB_GRACE,
         }
     }
 
@@ -95,6 +102,8 @@ pub struct AppState {
     pub gateway_token_hash: Arc<str>,
     /// The fleet layer: the device fronts' only way to the store.
     pub fleet: Fleet,
+    /// Request counters and the metrics token (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A server bound to its port, ready to run.
@@ -114,17 +123,42 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
 }
 
 impl Server {
-    /// Prepare the data dir (tokens, database with migrations, blobs) and bind the listener.
+    /// Prepare the data dir (owner-only modes, tokens, database with migrations, blobs
+    /// reconciled with the release rows) and bind the listener.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
-        let admin_path = config.data_dir.join("admin-token");
+        let data = &config.data_dir;
+        crate::perms::private_dir(data).map_err(io_err(data))?;
+        let admin_path = data.join("admin-token");
         let (admin_token, admin_token_created) =
             tokens::load_or_create(&admin_path).map_err(io_err(&admin_path))?;
-        let gateway_path = config.data_dir.join("gateway-token");
+        let gateway_path = data.join("gateway-token");
         let (gateway_token, _) =
             tokens::load_or_create(&gateway_path).map_err(io_err(&gateway_path))?;
+        let metrics_path = data.join("metrics-token");
+        let (metrics_token, _) =
+            tokens::load_or_create(&metrics_path).map_err(io_err(&metrics_path))?;
+        if config.database.is_none() {
+            // SQLite gives its -wal and -shm files the mode of the database file.
+            let db = data.join("updraft.db");
+            crate::perms::create_private_file(&db).map_err(io_err(&db))?;
+            for extra in ["updraft.db-wal", "updraft.db-shm"] {
+                let p = data.join(extra);
+                crate::perms::private_file(&p).map_err(io_err(&p))?;
+            }
+        }
         let store = Store::open(&config.database_url()).await?;
-        let blobs = Blobs::local(&config.data_dir.join("blobs"))?;
+        let filled = store.backfill_release_classes().await?;
+        if filled > 0 {
+            tracing::info!(
+                releases = filled,
+                "recorded vendor and class of older releases"
+            );
+        }
+        let blobs = Blobs::local(&data.join("blobs"))?;
+        let referenced = store.release_blob_keys().await?;
+        blobs
+            .remove_orphans(&referenced, config.orphan_blob_grace)
+            .await?;
         let listener = TcpListener::bind(config.http)
             .await
             .map_err(|source| ServerError::Io {
@@ -140,6 +174,7 @@ impl Server {
                 config: Arc::new(config),
                 admin_token_hash: tokens::hash(&admin_token).into(),
                 gateway_token_hash,
+                metrics: Arc::new(crate::metrics::Metrics::new(tokens::hash(&metrics_token))),
             },
             listener,
             admin_token,
@@ -165,6 +200,11 @@ impl Server {
     /// Path of the admin token file.
     pub fn admin_token_path(&self) -> PathBuf {
         self.state.config.data_dir.join("admin-token")
+    }
+
+    /// Path of the metrics token file (`/metrics` scrapes).
+    pub fn metrics_token_path(&self) -> PathBuf {
+        self.state.config.data_dir.join("metrics-token")
     }
 
     /// Path of the DDI gateway token file.
@@ -193,7 +233,8 @@ impl Server {
              \x20 gateway token:   {gateway}\n\
              Add a device (the answer holds its DDI TargetToken, shown once):\n\
              \x20 curl -s -H \"Authorization: Bearer $(cat {admin})\" -H 'Content-Type: application/json' \\\n\
-             \x20      -d '{{\"controller_id\":\"device-1\"}}' http://{addr}/api/v1/devices\n",
+             \x20      -d '{{\"controller_id\":\"device-1\"}}' http://{addr}/api/v1/devices\n\
+             Prometheus metrics: http://{addr}/metrics  (bearer token: {metrics})\n",
             tenant = config.tenant,
             data = config.data_dir.display(),
             admin = admin.display(),
@@ -203,6 +244,7 @@ impl Server {
                 ""
             },
             gateway = self.gateway_token_path().display(),
+            metrics = self.metrics_token_path().display(),
         )
     }
 
@@ -255,10 +297,17 @@ async fn campaign_scheduler(
 }
 
 /// The whole HTTP surface: the management API under `/api/v1` and the DDI device API.
+/// The whole HTTP surface: the management API under `/api/v1`, the DDI device API and
+/// `/metrics`, every request counted by front and status.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::api::router(state.clone()))
         .merge(crate::ddi::router(state.clone()))
+        .route("/metrics", axum::routing::get(crate::metrics::scrape))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count_requests,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

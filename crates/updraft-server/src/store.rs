@@ -33,7 +33,51 @@ pub enum StoreError {
     /// A value in the database is not one the store wrote.
     #[error("corrupt value in column {0}")]
     Corrupt(&'static str),
+    /// A release's sequence does not rise above an existing release of the same vendor and
+    /// class: every device of that class would refuse it as a downgrade or a replay.
+    #[error(
+        "sequence {sequence} is not above release {existing_version} (sequence {existing_sequence}) \
+         of the same vendor and class; devices would refuse it"
+    )]
+    StaleSequence {
+        /// The refused release's sequence.
+        sequence: i64,
+        /// The existing release with the highest sequence of the class.
+        existing_version: String,
+        /// Its sequence.
+        existing_sequence: i64,
+    },
+    /// A re-sign at the same sequence was allowed, but the image differs from the existing one.
+    #[error(
+        "a re-sign at sequence {existing_sequence} must carry the same image as release \
+         {existing_version}; this image differs"
+    )]
+    ResignDiffers {
+        /// The existing release at that sequence.
+        existing_version: String,
+        /// Its sequence.
+        existing_sequence: i64,
+    },
+    /// A device's configuration data would grow past [`MAX_CONFIG_ENTRIES`] or
+    /// [`MAX_CONFIG_BYTES`]; nothing was changed.
+    #[error(
+        "the device's configuration data would hold {entries} entries of {bytes} bytes; \
+         the limits are {max_entries} entries and {max_bytes} bytes of keys and values",
+        max_entries = MAX_CONFIG_ENTRIES,
+        max_bytes = MAX_CONFIG_BYTES
+    )]
+    ConfigTooLarge {
+        /// Entries after the refused change.
+        entries: usize,
+        /// Bytes of keys and values after the refused change.
+        bytes: usize,
+    },
 }
+
+/// Most configuration entries (DDI `configData`) one device may have stored.
+pub const MAX_CONFIG_ENTRIES: usize = 256;
+/// Most bytes of keys plus values of one device's stored configuration data.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -208,6 +252,10 @@ pub struct NewRelease {
     pub envelope: Vec<u8>,
     /// The trusted key that verified it.
     pub key_id: i64,
+    /// The manifest's vendor id (hyphenated UUID); `None` when unknown.
+    pub vendor_id: Option<String>,
+    /// The manifest's class id (hyphenated UUID); `None` when unknown.
+    pub class_id: Option<String>,
 }
 
 /// A stored release.
@@ -238,6 +286,10 @@ pub struct Release {
     pub key_id: i64,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The manifest's vendor id (hyphenated UUID); `None` when unknown.
+    pub vendor_id: Option<String>,
+    /// The manifest's class id (hyphenated UUID); `None` when unknown.
+    pub class_id: Option<String>,
 }
 
 /// One assignment of a release to devices, with its counters.
@@ -369,7 +421,10 @@ const ACTION_COLUMNS: &str = "a.id, a.rollout_id, a.device_id, d.controller_id, 
 const ACTION_FROM: &str =
     "FROM actions a JOIN devices d ON d.id = a.device_id JOIN releases r ON r.id = a.release_id";
 const RELEASE_COLUMNS: &str = "id, version, sequence, manifest_digest, filename, image_size, \
-    image_sha256, image_sha1, image_md5, blob_key, key_id, created_at";
+    image_sha256, image_sha1, image_md5, blob_key, key_id, created_at, vendor_id, class_id";
+
+/// PostgreSQL advisory lock key held while a release is inserted and its sequence checked.
+const RELEASE_INSERT_LOCK: i64 = 0x7570_6472_6166_7401;
 
 /// The database handle. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -653,6 +708,10 @@ impl Store {
     ///
     /// A device that reports [`INSTALLED_VERSION_KEY`] has it recorded as its current version,
     /// so a fleet provisioned at the factory is known (and filterable) before its first update.
+    ///
+    /// The result may hold at most [`MAX_CONFIG_ENTRIES`] entries and [`MAX_CONFIG_BYTES`] of
+    /// keys and values; past either, nothing changes ([`StoreError::ConfigTooLarge`]). The
+    /// device row is locked first, so concurrent merges are decided one after the other.
     pub async fn update_config_data(
         &self,
         device_id: i64,
@@ -660,6 +719,11 @@ impl Store {
         data: &[(String, String)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // A no-op write: the row lock (PostgreSQL) or the write lock (SQLite) until commit.
+        sqlx::query("UPDATE devices SET last_seen = last_seen WHERE id = $1")
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
         if mode == ConfigMode::Replace {
             sqlx::query("DELETE FROM device_config WHERE device_id = $1")
                 .bind(device_id)
@@ -690,6 +754,24 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
+            }
+        }
+        if mode != ConfigMode::Remove {
+            // Bounded: at most the cap plus one request's entries.
+            let rows = sqlx::query("SELECT key, value FROM device_config WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut bytes = 0usize;
+            for r in &rows {
+                bytes += r.try_get::<String, _>(0)?.len() + r.try_get::<String, _>(1)?.len();
+            }
+            if rows.len() > MAX_CONFIG_ENTRIES || bytes > MAX_CONFIG_BYTES {
+                // Dropping the transaction rolls every change of this call back.
+                return Err(StoreError::ConfigTooLarge {
+                    entries: rows.len(),
+                    bytes,
+                });
             }
         }
         tx.commit().await?;
@@ -752,16 +834,44 @@ impl Store {
 
     // ---- releases ----
 
-    /// Insert a release.
+    /// Insert a release whose sequence rises above every release of its vendor and class
+    /// (see [`Store::create_release_with`]).
     pub async fn create_release(&self, r: &NewRelease) -> Result<Release> {
+        self.create_release_with(r, false).await
+    }
+
+    /// Insert a release. When its vendor and class are known, its sequence must be above every
+    /// existing release of the same vendor and class ([`StoreError::StaleSequence`]); with
+    /// `allow_same_sequence`, equal to the highest is accepted if the image is the same
+    /// (a re-sign, e.g. with a new key: [`StoreError::ResignDiffers`] otherwise). Releases of
+    /// unknown class are never compared.
+    ///
+    /// The row is inserted first and the check runs after it in the same transaction, so the
+    /// write lock (SQLite) or the advisory lock (PostgreSQL) is held while deciding: two
+    /// uploads racing with the same sequence cannot both pass.
+    pub async fn create_release_with(
+        &self,
+        r: &NewRelease,
+        allow_same_sequence: bool,
+    ) -> Result<Release> {
         let now = now_ms();
+        let sequence = to_i64(r.sequence);
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Serializes release inserts across every server on this database.
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                .bind(RELEASE_INSERT_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query(
             "INSERT INTO releases (version, sequence, manifest_digest, filename, image_size, \
-             image_sha256, image_sha1, image_md5, blob_key, envelope, key_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+             image_sha256, image_sha1, image_md5, blob_key, envelope, key_id, created_at, \
+             vendor_id, class_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(&r.version)
-        .bind(to_i64(r.sequence))
+        .bind(sequence)
         .bind(&r.manifest_digest)
         .bind(&r.filename)
         .bind(to_i64(r.image_size))
@@ -772,13 +882,49 @@ impl Store {
         .bind(r.envelope.clone())
         .bind(r.key_id)
         .bind(now)
-        .fetch_one(&self.pool)
+        .bind(r.vendor_id.clone())
+        .bind(r.class_id.clone())
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict(e, "release (version or manifest)"))?;
+        let id: i64 = row.try_get(0)?;
+        if let (Some(vendor), Some(class)) = (&r.vendor_id, &r.class_id) {
+            let others = sqlx::query(
+                "SELECT version, sequence, image_sha256 FROM releases \
+                 WHERE vendor_id = $1 AND class_id = $2 AND sequence >= $3 AND id <> $4 \
+                 ORDER BY sequence DESC, id DESC",
+            )
+            .bind(vendor)
+            .bind(class)
+            .bind(sequence)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if let Some(highest) = others.first() {
+                let existing_version: String = highest.try_get(0)?;
+                let existing_sequence: i64 = highest.try_get(1)?;
+                if existing_sequence > sequence || !allow_same_sequence {
+                    return Err(StoreError::StaleSequence {
+                        sequence,
+                        existing_version,
+                        existing_sequence,
+                    });
+                }
+                for other in &others {
+                    if other.try_get::<String, _>(2)? != r.image_sha256 {
+                        return Err(StoreError::ResignDiffers {
+                            existing_version: other.try_get(0)?,
+                            existing_sequence,
+                        });
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(Release {
-            id: row.try_get(0)?,
+            id,
             version: r.version.clone(),
-            sequence: to_i64(r.sequence),
+            sequence,
             manifest_digest: r.manifest_digest.clone(),
             filename: r.filename.clone(),
             image_size: to_i64(r.image_size),
@@ -788,7 +934,46 @@ impl Store {
             blob_key: r.blob_key.clone(),
             key_id: r.key_id,
             created_at: now,
+            vendor_id: r.vendor_id.clone(),
+            class_id: r.class_id.clone(),
         })
+    }
+
+    /// Fill the vendor and class of releases stored before they were recorded, from their
+    /// envelopes (verified when they were uploaded). Envelopes that do not decode stay unknown
+    /// (NULL). Returns how many releases were filled.
+    pub async fn backfill_release_classes(&self) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT id, envelope FROM releases WHERE vendor_id IS NULL OR class_id IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut filled = 0;
+        for row in &rows {
+            let id: i64 = row.try_get(0)?;
+            let envelope: Vec<u8> = row.try_get(1)?;
+            let Ok(decoded) = updraft_manifest::decode_unverified(&envelope) else {
+                continue;
+            };
+            sqlx::query("UPDATE releases SET vendor_id = $1, class_id = $2 WHERE id = $3")
+                .bind(decoded.manifest.vendor_id.to_string())
+                .bind(decoded.manifest.class_id.to_string())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            filled += 1;
+        }
+        Ok(filled)
+    }
+
+    /// Every blob key a release points at.
+    pub async fn release_blob_keys(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query("SELECT DISTINCT blob_key FROM releases")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
     }
 
     fn release_from_row(r: &AnyRow) -> Result<Release> {
@@ -805,6 +990,8 @@ impl Store {
             blob_key: r.try_get(9)?,
             key_id: r.try_get(10)?,
             created_at: r.try_get(11)?,
+            vendor_id: r.try_get(12)?,
+            class_id: r.try_get(13)?,
         })
     }
 
@@ -858,6 +1045,77 @@ impl Store {
         row.map(|r| r.try_get::<Vec<u8>, _>(0).map_err(Into::into))
             .transpose()
     }
+}
+
+impl Store {
+    // ---- metrics ----
+
+    /// What `/metrics` shows from the database: devices by update state and by version,
+    /// actions by status (GROUP BY over indexed columns) and the counters of the newest
+    /// `rollouts` rollouts (kept as events happen, so no scan of the actions).
+    pub async fn fleet_counts(&self, rollouts: i64) -> Result<FleetCounts> {
+        let pairs = |rows: Vec<AnyRow>| -> Result<Vec<(Option<String>, i64)>> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        };
+        let devices_by_state = pairs(
+            sqlx::query(
+                "SELECT update_state, COUNT(*) FROM devices WHERE deleted_at IS NULL GROUP BY update_state ORDER BY update_state",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let devices_by_version = pairs(
+            sqlx::query(
+                "SELECT current_version, COUNT(*) FROM devices WHERE deleted_at IS NULL GROUP BY current_version \
+                 ORDER BY current_version",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )?;
+        let actions_by_status = pairs(
+            sqlx::query("SELECT status, COUNT(*) FROM actions GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
+        let rows = sqlx::query(&format!(
+            "{} ORDER BY o.id DESC LIMIT $1",
+            Self::ROLLOUT_SELECT
+        ))
+        .bind(rollouts)
+        .fetch_all(&self.pool)
+        .await?;
+        let rollouts = rows
+            .iter()
+            .map(Self::rollout_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(FleetCounts {
+            devices_by_state: devices_by_state
+                .into_iter()
+                .map(|(k, n)| (k.unwrap_or_default(), n))
+                .collect(),
+            devices_by_version,
+            actions_by_status: actions_by_status
+                .into_iter()
+                .map(|(k, n)| (k.unwrap_or_default(), n))
+                .collect(),
+            rollouts,
+        })
+    }
+}
+
+/// The fleet's counts at one instant, for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct FleetCounts {
+    /// `(update state, devices)`.
+    pub devices_by_state: Vec<(String, i64)>,
+    /// `(current version or none, devices)`.
+    pub devices_by_version: Vec<(Option<String>, i64)>,
+    /// `(action status, actions)`.
+    pub actions_by_status: Vec<(String, i64)>,
+    /// The newest rollouts with their counters.
+    pub rollouts: Vec<Rollout>,
 }
 
 /// How `configData` changes the stored data.

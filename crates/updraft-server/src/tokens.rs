@@ -23,11 +23,14 @@ pub fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Read the token in `path`, or create the file (mode 0600) with a new token. The boolean says
-/// whether it was created.
+/// Read the token in `path` (narrowing a group/world-readable file to 0600, with a warning), or
+/// create the file (mode 0600) with a new token. The boolean says whether it was created.
 pub fn load_or_create(path: &Path) -> std::io::Result<(String, bool)> {
     match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => return Ok((s.trim().to_string(), false)),
+        Ok(s) if !s.trim().is_empty() => {
+            crate::perms::private_file(path)?;
+            return Ok((s.trim().to_string(), false));
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),

@@ -295,3 +295,116 @@ async fn unknown_keys_tampering_and_mismatches_are_refused_and_store_nothing() {
 
     assert_nothing_stored(&s).await;
 }
+
+#[tokio::test]
+async fn a_sequence_not_above_the_class_highest_is_refused_with_the_existing_release() {
+    let s = TestServer::start(None).await;
+    let key = ed25519(1);
+    s.post("/keys", json!({"name": "k", "pem": pem(&key)}))
+        .await;
+    let img = image(40_000);
+    let (status, first) = upload(
+        &s,
+        form(
+            Some(envelope(&key, "1.0.0", 5, &img)),
+            Some(img.clone()),
+            "fw.bin",
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["vendor_id"], Uuid([1; 16]).to_string());
+    assert_eq!(first["class_id"], Uuid([2; 16]).to_string());
+
+    // Equal and lower sequences: every device of the class would refuse them.
+    let other = image(41_000);
+    for (version, sequence) in [("1.0.1", 5), ("0.9.0", 3)] {
+        let (status, body) = upload(
+            &s,
+            form(
+                Some(envelope(&key, version, sequence, &other)),
+                Some(other.clone()),
+                "fw.bin",
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("stale_sequence")),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("release 1.0.0 (sequence 5)"), "{message}");
+    }
+    // The refused image was not kept.
+    assert_eq!(blob_files(&s).len(), 1, "{:?}", blob_files(&s));
+
+    // A re-sign at the same sequence: only with the flag, only with the same image.
+    let resign = |version: &str, img: &[u8]| {
+        form(
+            Some(envelope(&key, version, 5, img)),
+            Some(img.to_vec()),
+            "fw.bin",
+        )
+    };
+    let flagged = |f: Form| {
+        let s = &s;
+        async move {
+            let r = s
+                .client
+                .post(s.api("/releases?allow_same_sequence=true"))
+                .bearer_auth(&s.admin)
+                .multipart(f)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = flagged(resign("1.0.0-r2", &other)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("resign_image_differs")),
+        "{body}"
+    );
+    let (status, body) = upload(&s, resign("1.0.0-r2", &img)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("stale_sequence")),
+        "{body}"
+    );
+    let (status, body) = flagged(resign("1.0.0-r2", &img)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["sequence"], 5);
+    // The version stays unique even then.
+    let (status, _) = flagged(resign("1.0.0", &img)).await;
+    assert_eq!(status, 409);
+
+    // Another class keeps its own sequence.
+    let spec_other_class = ManifestSpec {
+        sequence: 1,
+        vendor_id: Uuid([1; 16]),
+        class_id: Uuid([3; 16]),
+        component_id: vec![b"fw".to_vec()],
+        image_digest: Sha256::digest(&other).into(),
+        image_size: other.len() as u64,
+        version: Some("cam-1".into()),
+        ..Default::default()
+    };
+    let env = sign(&spec_other_class, &SigningKey::Ed25519(key.clone()));
+    let (status, body) = upload(&s, form(Some(env), Some(other.clone()), "cam.bin")).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = upload(
+        &s,
+        form(
+            Some(envelope(&key, "1.1.0", 6, &other)),
+            Some(other.clone()),
+            "fw.bin",
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, releases) = s.get("/releases").await;
+    assert_eq!(releases.as_array().unwrap().len(), 4);
+}

@@ -37,7 +37,15 @@ fn serve(dir: &Path) -> Served {
     Served { child, addr, data }
 }
 
+/// An admin command with `--json` (what scripts use).
 fn updraft(s: &Served, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.push("--json");
+    human(s, &all)
+}
+
+/// An admin command as a person runs it: tables and `key: value` lines.
+fn human(s: &Served, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_updraft"))
         .args(args)
         .arg("--server")
@@ -160,15 +168,15 @@ fn devices_release_deploy_and_status_from_the_command_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("digest_mismatch"), "{stderr}");
     let releases = ok(&updraft(&s, &["release", "list"]));
-    assert_eq!(releases.as_array().unwrap().len(), 1);
+    assert_eq!(releases["items"].as_array().unwrap().len(), 1);
 
     let deployed = ok(&updraft(&s, &["deploy", "1.2.0", "--tag", "lab"]));
     assert_eq!(deployed["rollout"]["total"], 1);
     let status = ok(&updraft(&s, &["status", "--device", "dev-1"]));
-    assert_eq!(status[0]["status"], "pending");
-    assert_eq!(status[0]["events"][0]["status"], "pending");
+    assert_eq!(status["items"][0]["status"], "pending");
+    assert_eq!(status["items"][0]["events"][0]["status"], "pending");
     let all = ok(&updraft(&s, &["status"]));
-    assert_eq!(all[0]["release"], "1.2.0");
+    assert_eq!(all["items"][0]["release"], "1.2.0");
 
     let out = updraft(&s, &["deploy", "1.2.0"]);
     assert!(!out.status.success(), "a target is required");
@@ -266,7 +274,7 @@ fn release_create_signs_and_uploads_in_one_step() {
 
     let digest = hex::encode(Sha256::digest(&image));
     let listed = ok(&updraft(&s, &["release", "list"]));
-    let listed = listed.as_array().unwrap();
+    let listed = listed["items"].as_array().unwrap();
     assert_eq!(listed.len(), 3);
     let first = listed.iter().find(|r| r["version"] == "1.0.0").unwrap();
     assert_eq!(first["image_sha256"], digest.as_str());
@@ -284,7 +292,7 @@ fn release_create_signs_and_uploads_in_one_step() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("409"), "{stderr}");
     assert_eq!(
-        ok(&updraft(&s, &["release", "list"]))
+        ok(&updraft(&s, &["release", "list"]))["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -330,7 +338,7 @@ fn release_create_with_an_untrusted_key_says_so_and_stores_nothing() {
     assert!(stderr.contains("updraft keys trust NAME"), "{stderr}");
     assert!(stderr.contains("other.pub.pem"), "{stderr}");
     let releases = ok(&updraft(&s, &["release", "list"]));
-    assert!(releases.as_array().unwrap().is_empty());
+    assert_eq!(releases, serde_json::json!({"items": []}));
     assert_eq!(stored_images(&s), 0);
 
     // Vendor and class have no default: clap names what is missing, nothing is sent.
@@ -349,4 +357,277 @@ fn release_create_with_an_untrusted_key_says_so_and_stores_nothing() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--vendor-id"), "{stderr}");
+}
+
+fn sign(key: &str, version: &str, sequence: &str, image: &Path, out: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args([
+            "manifest",
+            "sign",
+            "--key",
+            key,
+            "--vendor-id",
+            "4f0e2c1a-7d35-4c8e-9b21-3a6f5e8d9c10",
+            "--class",
+            "pump",
+            "--sequence",
+            sequence,
+            "--version",
+            version,
+        ])
+        .arg(image)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_upload_refused_before_the_image_is_sent_shows_the_servers_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let (_, trusted) = generate_key(dir.path(), "release");
+    ok(&updraft(&s, &["keys", "trust", "release-key", &trusted]));
+    let (stranger, _) = generate_key(dir.path(), "stranger");
+    let signer = dir.path().join("release.pem").to_str().unwrap().to_string();
+
+    // 48 MiB: far more than the socket buffers hold, so the server answers while the CLI is
+    // still sending, and closes.
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![0x5au8; 48 << 20]).unwrap();
+    let suit = dir.path().join("big.suit");
+    sign(&stranger, "1.0.0", "1", &big, &suit);
+    let out = human(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--quiet",
+            "--envelope",
+            suit.to_str().unwrap(),
+            big.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("422") && stderr.contains("untrusted_signature"),
+        "{stderr}"
+    );
+
+    // An image longer than its manifest says: refused once it passes the signed size.
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, vec![0x5au8; 1000]).unwrap();
+    let suit = dir.path().join("small.suit");
+    sign(&signer, "1.0.0", "1", &small, &suit);
+    let out = human(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--quiet",
+            "--envelope",
+            suit.to_str().unwrap(),
+            big.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("422") && stderr.contains("size_mismatch"),
+        "{stderr}"
+    );
+    assert_eq!(stored_images(&s), 0);
+    // The right image with it is accepted.
+    let release = ok(&updraft(
+        &s,
+        &[
+            "release",
+            "upload",
+            "--quiet",
+            "--envelope",
+            suit.to_str().unwrap(),
+            small.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(release["image_size"], 1000);
+}
+
+#[test]
+fn a_stale_sequence_is_refused_naming_the_release_and_a_resign_needs_the_same_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let (key, public) = generate_key(dir.path(), "release");
+    ok(&updraft(&s, &["keys", "trust", "release-key", &public]));
+    let fw = dir.path().join("fw.bin");
+    std::fs::write(&fw, vec![1u8; 5000]).unwrap();
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, vec![2u8; 5000]).unwrap();
+    let create = |version: &str, image: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "release",
+            "create",
+            "--quiet",
+            "--key",
+            &key,
+            "--vendor-id",
+            "4f0e2c1a-7d35-4c8e-9b21-3a6f5e8d9c10",
+            "--class",
+            "pump",
+            "--version",
+            version,
+            "--sequence",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        args.push(image.to_str().unwrap());
+        updraft(&s, &args)
+    };
+    ok(&create("1.0.0", &fw, &[]));
+    let out = create("1.0.1", &other, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("409")
+            && stderr.contains("stale_sequence")
+            && stderr.contains("release 1.0.0 (sequence 5)"),
+        "{stderr}"
+    );
+    let out = create("1.0.0-resigned", &other, &["--allow-resign"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resign_image_differs"), "{stderr}");
+    let resigned = ok(&create("1.0.0-resigned", &fw, &["--allow-resign"]));
+    assert_eq!(resigned["sequence"], 5);
+    assert_eq!(stored_images(&s), 1);
+}
+
+fn is_rfc3339(v: &serde_json::Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 24 && s.ends_with('Z') && s.as_bytes()[10] == b'T' && s.starts_with("20")
+    })
+}
+
+#[test]
+fn admin_commands_print_tables_by_default_and_one_json_shape_with_rfc3339_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let (key, public) = generate_key(dir.path(), "release");
+    let text = |out: Output| -> String {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let trusted = text(human(&s, &["keys", "trust", "release-key", &public]));
+    assert!(
+        trusted.contains("ALGORITHM") && trusted.contains("ed25519"),
+        "{trusted}"
+    );
+    let keys = ok(&updraft(&s, &["keys", "list"]));
+    assert_eq!(keys["items"][0]["name"], "release-key");
+    assert!(keys["items"][0].get("pem").is_none());
+    assert!(is_rfc3339(&keys["items"][0]["created_at"]), "{keys}");
+
+    let added = text(human(&s, &["devices", "add", "dev-1", "--tag", "lab"]));
+    assert!(added.contains("DDI TargetToken"), "{added}");
+    text(human(&s, &["devices", "add", "dev-2"]));
+    let table = text(human(&s, &["devices", "list"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[0].starts_with("CONTROLLER ID") && lines[0].contains("LAST SEEN"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("dev-1 ") && lines[1].contains(" lab "),
+        "{table}"
+    );
+    // Columns line up: every row's state column starts where the header's does.
+    let col = lines[0].find("STATE").unwrap();
+    assert_eq!(&lines[1][col..col + 4], "idle", "{table}");
+    assert!(
+        lines[1].contains("T") && lines[1].trim_end().ends_with('Z'),
+        "{table}"
+    );
+
+    let listed = ok(&updraft(&s, &["devices", "list", "--limit", "1"]));
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert!(listed["next_after"].is_i64(), "{listed}");
+    assert!(is_rfc3339(&listed["items"][0]["created_at"]), "{listed}");
+    assert!(listed["items"][0]["last_seen"].is_null());
+    let paged = text(human(&s, &["devices", "list", "--limit", "1"]));
+    assert!(paged.contains("(more: --after "), "{paged}");
+
+    let shown = text(human(&s, &["devices", "show", "dev-1"]));
+    assert!(
+        shown.contains("controller id:") && shown.contains("config data:"),
+        "{shown}"
+    );
+
+    let fw = dir.path().join("fw.bin");
+    std::fs::write(&fw, vec![3u8; 4096]).unwrap();
+    let created = text(human(
+        &s,
+        &[
+            "release",
+            "create",
+            "--quiet",
+            "--key",
+            &key,
+            "--vendor-id",
+            "4f0e2c1a-7d35-4c8e-9b21-3a6f5e8d9c10",
+            "--class",
+            "pump",
+            "--version",
+            "1.0.0",
+            fw.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        created.contains("version:") && created.contains("1.0.0"),
+        "{created}"
+    );
+    assert!(created.contains("class id:"), "{created}");
+    let releases = text(human(&s, &["release", "list"]));
+    assert!(
+        releases.starts_with("VERSION") && releases.contains("\n1.0.0 "),
+        "{releases}"
+    );
+    let release = ok(&updraft(&s, &["release", "show", "1.0.0"]));
+    assert!(is_rfc3339(&release["created_at"]), "{release}");
+
+    let deployed = text(human(&s, &["deploy", "1.0.0", "--tag", "lab"]));
+    assert!(
+        deployed.contains("total:") && deployed.contains("dev-1"),
+        "{deployed}"
+    );
+    let rollouts = text(human(&s, &["status"]));
+    assert!(
+        rollouts.starts_with("DEPLOYMENT") && rollouts.contains("tag:lab"),
+        "{rollouts}"
+    );
+    let history = ok(&updraft(&s, &["status", "--device", "dev-1"]));
+    let action = &history["items"][0];
+    assert!(is_rfc3339(&action["updated_at"]), "{history}");
+    assert!(is_rfc3339(&action["events"][0]["at"]), "{history}");
+    let id = action["id"].as_i64().unwrap().to_string();
+    let detail = text(human(&s, &["status", "--action", &id]));
+    assert!(
+        detail.contains("status:") && detail.contains("pending"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("AT ") && detail.contains("MESSAGE"),
+        "{detail}"
+    );
+    let all = ok(&updraft(&s, &["status"]));
+    assert!(is_rfc3339(&all["items"][0]["created_at"]), "{all}");
 }

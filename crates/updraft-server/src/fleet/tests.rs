@@ -19,6 +19,8 @@ async fn release(store: &Store) -> Release {
             blob_key: "sha256/aa".into(),
             envelope: vec![1, 2, 3],
             key_id: key.id,
+            vendor_id: None,
+            class_id: None,
         })
         .await
         .unwrap()

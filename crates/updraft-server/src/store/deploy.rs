@@ -382,7 +382,7 @@ impl Store {
         })
     }
 
-    const ROLLOUT_SELECT: &str = "SELECT o.id, r.version, o.target, o.created_at, o.total, \
+    pub(super) const ROLLOUT_SELECT: &str = "SELECT o.id, r.version, o.target, o.created_at, o.total, \
         o.succeeded, o.failed, o.rejected, o.cancelled FROM rollouts o JOIN releases r ON r.id = o.release_id";
 
     /// A rollout with its counters.

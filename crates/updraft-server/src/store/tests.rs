@@ -21,6 +21,8 @@ async fn seed_release(store: &Store, version: &str) -> Release {
             blob_key: "sha256/aa".into(),
             envelope: vec![1, 2, 3],
             key_id: key.id,
+            vendor_id: None,
+            class_id: None,
         })
         .await
         .unwrap()
@@ -164,6 +166,256 @@ async fn config_data_merges_replaces_and_removes() {
 }
 
 #[tokio::test]
+async fn config_data_is_capped_in_entries_and_bytes_and_a_refusal_changes_nothing() {
+    on_each_backend("config_cap", |store| async move {
+        let d = store.create_device("dev", "", "h", &[]).await.unwrap();
+        let entries = |range: std::ops::Range<usize>, value: &str| -> Vec<(String, String)> {
+            range
+                .map(|i| (format!("k{i:04}"), value.to_string()))
+                .collect()
+        };
+        // Up to the entry cap, in several merges.
+        store
+            .update_config_data(d.id, ConfigMode::Merge, &entries(0..200, "v"))
+            .await
+            .unwrap();
+        store
+            .update_config_data(
+                d.id,
+                ConfigMode::Merge,
+                &entries(200..MAX_CONFIG_ENTRIES, "v"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.config_data(d.id).await.unwrap().len(),
+            MAX_CONFIG_ENTRIES
+        );
+        // Updating existing keys is fine; one new key is one too many, and nothing changes.
+        store
+            .update_config_data(d.id, ConfigMode::Merge, &entries(0..10, "w"))
+            .await
+            .unwrap();
+        let before = store.config_data(d.id).await.unwrap();
+        let mut batch = entries(10..20, "x");
+        batch.push(("new".into(), "1".into()));
+        let err = store
+            .update_config_data(d.id, ConfigMode::Merge, &batch)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::ConfigTooLarge {
+                    entries,
+                    ..
+                } if entries == MAX_CONFIG_ENTRIES + 1
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("256 entries"), "{err}");
+        assert_eq!(store.config_data(d.id).await.unwrap(), before);
+        // Removing keys always works; replace starts over.
+        store
+            .update_config_data(d.id, ConfigMode::Remove, &entries(0..100, ""))
+            .await
+            .unwrap();
+        assert_eq!(store.config_data(d.id).await.unwrap().len(), 156);
+
+        // The byte cap: 100 entries of about 1 KiB pass 64 KiB; the version key is not recorded.
+        let big = "v".repeat(1000);
+        store
+            .update_config_data(d.id, ConfigMode::Replace, &entries(0..60, &big))
+            .await
+            .unwrap();
+        let mut batch = entries(60..100, &big);
+        batch.push((INSTALLED_VERSION_KEY.into(), "9.9.9".into()));
+        let err = store
+            .update_config_data(d.id, ConfigMode::Merge, &batch)
+            .await
+            .unwrap_err();
+        match err {
+            StoreError::ConfigTooLarge { entries, bytes } => {
+                assert_eq!(entries, 101);
+                assert!(bytes > MAX_CONFIG_BYTES, "{bytes}");
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(store.config_data(d.id).await.unwrap().len(), 60);
+        let device = store.device("dev").await.unwrap().unwrap();
+        assert_eq!(
+            device.current_version, None,
+            "the refused merge changed nothing"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_config_merges_cannot_pass_the_cap_together() {
+    on_each_backend("config_race", |store| async move {
+        let d = store.create_device("dev", "", "h", &[]).await.unwrap();
+        // Eight merges of 40 new keys each: at most six fit under 256 entries.
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let batch: Vec<(String, String)> = (0..40)
+                        .map(|i| (format!("t{t}-{i:02}"), "v".to_string()))
+                        .collect();
+                    store
+                        .update_config_data(d.id, ConfigMode::Merge, &batch)
+                        .await
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => accepted += 1,
+                Err(StoreError::ConfigTooLarge { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let stored = store.config_data(d.id).await.unwrap().len();
+        assert_eq!(stored, accepted * 40);
+        assert_eq!(
+            accepted, 6,
+            "each merge is decided on what the others stored"
+        );
+    })
+    .await;
+}
+
+async fn class_release(
+    store: &Store,
+    version: &str,
+    sequence: u64,
+    class: &str,
+    sha: &str,
+    allow_same: bool,
+) -> Result<Release> {
+    let key = match store.keys().await.unwrap().into_iter().next() {
+        Some(k) => k,
+        None => store.add_key("k", "ed25519", "fp", "pem").await.unwrap(),
+    };
+    store
+        .create_release_with(
+            &NewRelease {
+                version: version.into(),
+                sequence,
+                manifest_digest: format!("digest-{version}"),
+                filename: "fw.bin".into(),
+                image_size: 13,
+                image_sha256: sha.into(),
+                image_sha1: "bb".into(),
+                image_md5: "cc".into(),
+                blob_key: format!("images/{sha}"),
+                envelope: vec![1, 2, 3],
+                key_id: key.id,
+                vendor_id: Some("vendor".into()),
+                class_id: Some(class.into()),
+            },
+            allow_same,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_release_sequence_must_rise_within_its_vendor_and_class() {
+    on_each_backend("sequence", |store| async move {
+        class_release(&store, "1.0.0", 5, "pump", "aa", false)
+            .await
+            .unwrap();
+        for (version, sequence) in [("0.9.0", 4), ("1.0.1", 5)] {
+            match class_release(&store, version, sequence, "pump", "aa", false).await {
+                Err(StoreError::StaleSequence {
+                    sequence: s,
+                    existing_version,
+                    existing_sequence,
+                }) => {
+                    assert_eq!((s, existing_sequence), (sequence as i64, 5));
+                    assert_eq!(existing_version, "1.0.0");
+                }
+                other => panic!("{version}: {other:?}"),
+            }
+        }
+        // Another class has its own sequence; unknown classes are not compared.
+        class_release(&store, "cam-1", 1, "camera", "dd", false)
+            .await
+            .unwrap();
+        seed_release(&store, "legacy").await;
+        // A re-sign at the same sequence needs the flag and the same image.
+        assert!(matches!(
+            class_release(&store, "1.0.0-resigned", 5, "pump", "ee", true).await,
+            Err(StoreError::ResignDiffers {
+                existing_sequence: 5,
+                ..
+            })
+        ));
+        class_release(&store, "1.0.0-resigned", 5, "pump", "aa", true)
+            .await
+            .unwrap();
+        // Below the highest stays refused, flag or not.
+        assert!(matches!(
+            class_release(&store, "0.8.0", 4, "pump", "aa", true).await,
+            Err(StoreError::StaleSequence { .. })
+        ));
+        class_release(&store, "1.1.0", 6, "pump", "ff", false)
+            .await
+            .unwrap();
+        let versions: Vec<String> = store
+            .releases()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(
+            versions,
+            ["1.1.0", "1.0.0-resigned", "legacy", "cam-1", "1.0.0"]
+        );
+        let r = store.release("1.1.0").await.unwrap().unwrap();
+        assert_eq!(
+            (r.vendor_id.as_deref(), r.class_id.as_deref()),
+            (Some("vendor"), Some("pump"))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn racing_uploads_of_one_sequence_store_one_release() {
+    on_each_backend("sequence_race", |store| async move {
+        store.add_key("k", "ed25519", "fp", "pem").await.unwrap();
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    class_release(&store, &format!("v{i}"), 9, "pump", &format!("s{i}"), false)
+                        .await
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => stored += 1,
+                Err(StoreError::StaleSequence { .. }) => {}
+                // SQLite may refuse a writer that lost the race outright.
+                Err(StoreError::Database(e)) if store.backend() == Backend::Sqlite => {
+                    eprintln!("busy: {e}")
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(stored, 1);
+        assert_eq!(store.releases().await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn releases_and_keys_are_unique_and_round_trip() {
     on_each_backend("releases", |store| async move {
         store.add_key("k", "ed25519", "fp", "pem").await.unwrap();
@@ -191,6 +443,8 @@ async fn releases_and_keys_are_unique_and_round_trip() {
                 blob_key: String::new(),
                 envelope: vec![],
                 key_id: r.key_id,
+                vendor_id: None,
+                class_id: None,
             })
             .await;
         assert!(matches!(dup, Err(StoreError::Conflict(_))));

@@ -55,6 +55,14 @@ impl TestServer {
         }
     }
 
+    /// Stop serving, keeping the data directory (to start another server on it).
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     pub fn api(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.url)
     }
@@ -138,6 +146,8 @@ impl TestServer {
             blob_key: staged.final_key(),
             envelope: format!("envelope of {version}").into_bytes(),
             key_id: key.id,
+            vendor_id: None,
+            class_id: None,
         };
         self.state.blobs.commit(staged).await.unwrap();
         store.create_release(&new).await.unwrap()

@@ -26,6 +26,9 @@ pub struct ServerArgs {
         default_value = "./updraft-data/admin-token"
     )]
     pub token_file: PathBuf,
+    /// Print JSON (lists as `{"items": [...]}`, times in RFC 3339) instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// A connected client.
@@ -63,6 +66,11 @@ impl Api {
         &self.base
     }
 
+    /// The admin token (the upload builds its own request).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// A request to `/api/v1{path}` with the admin token.
     pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
         self.http
@@ -80,8 +88,16 @@ impl Api {
 }
 
 fn answer(response: Response) -> anyhow::Result<Value> {
-    let status = response.status();
+    let status = response.status().as_u16();
     let text = response.text().context("reading the server's answer")?;
+    interpret(status, text)
+}
+
+/// The JSON of a successful answer, or the server's refusal (status, message and code from its
+/// JSON error body) as the error.
+pub fn interpret(status: u16, text: String) -> anyhow::Result<Value> {
+    let status = reqwest::StatusCode::from_u16(status)
+        .context("the server answered an invalid status code")?;
     if status.is_success() {
         if text.is_empty() {
             return Ok(Value::Null);
@@ -100,12 +116,4 @@ fn answer(response: Response) -> anyhow::Result<Value> {
         })
         .unwrap_or(text);
     bail!("the server refused: {status}: {message}")
-}
-
-/// Print a JSON answer for people and scripts alike.
-pub fn print(value: &Value) -> anyhow::Result<()> {
-    if !value.is_null() {
-        println!("{}", serde_json::to_string_pretty(value)?);
-    }
-    Ok(())
 }

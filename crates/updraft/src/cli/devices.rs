@@ -1,9 +1,10 @@
 //! `updraft devices`: register, list, show, tag and remove devices on a server.
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::client::{Api, ServerArgs, print};
+use super::client::{Api, ServerArgs};
+use super::output::{self, Columns};
 
 /// `updraft devices ...`
 #[derive(clap::Args, Debug)]
@@ -64,10 +65,44 @@ enum DevicesCommand {
     },
 }
 
+const DEVICE_COLUMNS: Columns<'static> = &[
+    ("CONTROLLER ID", "controller_id"),
+    ("NAME", "name"),
+    ("TAGS", "tags"),
+    ("VERSION", "current_version"),
+    ("STATE", "update_state"),
+    ("LAST SEEN", "last_seen"),
+    ("CREATED", "created_at"),
+];
+
+const DEVICE_FIELDS: Columns<'static> = &[
+    ("controller id", "controller_id"),
+    ("name", "name"),
+    ("tags", "tags"),
+    ("version", "current_version"),
+    ("update state", "update_state"),
+    ("last seen", "last_seen"),
+    ("created", "created_at"),
+];
+
+/// Print one device (with its configuration data when the answer has it).
+fn print_device(device: &Value) {
+    print!("{}", output::fields(device, DEVICE_FIELDS));
+    if let Some(config) = device["config_data"].as_object() {
+        if config.is_empty() {
+            println!("config data:    -");
+        } else {
+            println!("config data:");
+            print!("{}", output::map_table(config, "KEY", "VALUE"));
+        }
+    }
+}
+
 /// Run `updraft devices`.
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.server)?;
-    let answer = match args.command {
+    let json = args.server.json;
+    match args.command {
         DevicesCommand::Add {
             controller_id,
             name,
@@ -77,7 +112,16 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             if let Some(name) = name {
                 body["name"] = json!(name);
             }
-            api.send(api.request(Method::POST, "/devices").json(&body))?
+            let answer = api.send(api.request(Method::POST, "/devices").json(&body))?;
+            if json {
+                return output::print_json(answer);
+            }
+            println!("created device {controller_id}");
+            print_device(&answer["device"]);
+            println!(
+                "DDI TargetToken (shown only now; the server keeps its hash): {}",
+                output::cell(&answer["token"], "token")
+            );
         }
         DevicesCommand::List {
             tag,
@@ -99,32 +143,54 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             if let Some(a) = after {
                 query.push(("after", a.to_string()));
             }
-            api.send(api.request(Method::GET, "/devices").query(&query))?
+            let answer = api.send(api.request(Method::GET, "/devices").query(&query))?;
+            let items = answer["items"].as_array().cloned().unwrap_or_default();
+            if json {
+                return output::print_json(output::list_json(items, answer.get("next_after")));
+            }
+            print!("{}", output::table(DEVICE_COLUMNS, &items));
+            if let Some(next) = answer["next_after"].as_i64() {
+                println!("(more: --after {next})");
+            }
         }
-        DevicesCommand::Show { controller_id } => api.send(api.request(
-            Method::GET,
-            &format!("/devices/{}", segment(&controller_id)),
-        ))?,
+        DevicesCommand::Show { controller_id } => {
+            let answer = api.send(api.request(
+                Method::GET,
+                &format!("/devices/{}", segment(&controller_id)),
+            ))?;
+            if json {
+                return output::print_json(answer);
+            }
+            print_device(&answer);
+        }
         DevicesCommand::Tag {
             controller_id,
             tags,
-        } => api.send(
-            api.request(
-                Method::PUT,
-                &format!("/devices/{}/tags", segment(&controller_id)),
-            )
-            .json(&json!({"tags": tags})),
-        )?,
+        } => {
+            let answer = api.send(
+                api.request(
+                    Method::PUT,
+                    &format!("/devices/{}/tags", segment(&controller_id)),
+                )
+                .json(&json!({"tags": tags})),
+            )?;
+            if json {
+                return output::print_json(answer);
+            }
+            print_device(&answer);
+        }
         DevicesCommand::Rm { controller_id } => {
             api.send(api.request(
                 Method::DELETE,
                 &format!("/devices/{}", segment(&controller_id)),
             ))?;
+            if json {
+                return output::print_json(json!({"deleted": controller_id}));
+            }
             println!("deleted {controller_id}");
-            serde_json::Value::Null
         }
-    };
-    print(&answer)
+    }
+    Ok(())
 }
 
 /// Percent-encode a path segment (ids are validated by the server; this keeps odd input from

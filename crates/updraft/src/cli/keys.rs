@@ -1,5 +1,5 @@
 //! `updraft keys generate`: a new signing key pair; `updraft keys trust`: make a server trust
-//! the public half.
+//! the public half; `updraft keys list`: what a server trusts.
 //!
 //! The private key is written as PKCS#8 PEM (mode 0600 on Unix) and the public key as SPKI PEM
 //! next to it (`KEY.pem` → `KEY.pub.pem`): devices and the server get the public file only.
@@ -34,6 +34,11 @@ pub enum KeysCommand {
         #[command(flatten)]
         server: super::client::ServerArgs,
     },
+    /// List the keys a server trusts.
+    List {
+        #[command(flatten)]
+        server: super::client::ServerArgs,
+    },
 }
 
 /// Signature algorithm on the command line.
@@ -64,6 +69,7 @@ impl KeysCommand {
                 public_key,
                 server,
             } => super::release::trust_key(&server, &name, &public_key),
+            KeysCommand::List { server } => super::release::list_keys(&server),
         }
     }
 }

@@ -4,15 +4,18 @@
 //! - [`manifest`]: `updraft manifest sign | verify | inspect`: SUIT envelopes.
 //! - [`serve`]: `updraft serve`: the update server.
 //! - [`devices`], [`release`], [`deploy`] (`deploy` and `status`): the management API from the
-//!   shell, through [`client`] (server URL, admin token file, the server's error messages).
+//!   shell, through [`client`] (server URL, admin token file, the server's error messages)
+//!   and [`output`] (tables by default, `--json`, times in RFC 3339).
 
 pub mod client;
 pub mod deploy;
 pub mod devices;
 pub mod keys;
 pub mod manifest;
+pub mod output;
 pub mod release;
 pub mod serve;
+pub mod upload;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
-use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
 use updraft_manifest::PublicKey;
 
-use super::client::{Api, ServerArgs, print};
+use super::client::{Api, ServerArgs, interpret};
 use super::devices::segment;
 use super::manifest::{ManifestArgs, load_signing_key, sign_image};
+use super::output::{self, Columns};
+use super::upload::{Part, post_multipart};
 
 /// `updraft release ...`
 #[derive(clap::Args, Debug)]
@@ -41,6 +42,10 @@ enum ReleaseCommand {
         /// Hide the progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Accept a sequence equal to the highest of the vendor and class when the image is the
+        /// same as that release's (a re-sign, e.g. with a new key; the version stays unique).
+        #[arg(long)]
+        allow_resign: bool,
     },
     /// Sign an image and upload it in one step (`manifest sign` + `release upload`).
     Create {
@@ -54,6 +59,10 @@ enum ReleaseCommand {
         /// Hide the progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Accept a sequence equal to the highest of the vendor and class when the image is the
+        /// same as that release's (a re-sign, e.g. with a new key; the version stays unique).
+        #[arg(long)]
+        allow_resign: bool,
     },
     /// List releases.
     List,
@@ -63,6 +72,14 @@ enum ReleaseCommand {
         version: String,
     },
 }
+
+const KEY_COLUMNS: Columns<'static> = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("ALGORITHM", "algorithm"),
+    ("FINGERPRINT (SHA-256 of the SPKI)", "fingerprint"),
+    ("CREATED", "created_at"),
+];
 
 /// `updraft keys trust NAME PUB.pem`: add a trusted key on the server.
 pub fn trust_key(
@@ -74,8 +91,62 @@ pub fn trust_key(
     let pem = std::fs::read_to_string(public_key)
         .with_context(|| format!("reading {}", public_key.display()))?;
     let body = serde_json::json!({"name": name, "pem": pem});
-    print(&api.send(api.request(Method::POST, "/keys").json(&body))?)
+    let answer = api.send(api.request(Method::POST, "/keys").json(&body))?;
+    if server.json {
+        return output::print_json(answer);
+    }
+    println!("the server now trusts this key for release uploads:");
+    print!("{}", output::table(KEY_COLUMNS, &[answer]));
+    Ok(())
 }
+
+/// `updraft keys list`: the server's trusted keys.
+pub fn list_keys(server: &ServerArgs) -> anyhow::Result<()> {
+    let api = Api::new(server)?;
+    let answer = api.send(api.request(Method::GET, "/keys"))?;
+    let items: Vec<Value> = answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            // The PEM is long and public; the fingerprint identifies the key.
+            let mut k = k.clone();
+            if let Some(o) = k.as_object_mut() {
+                o.remove("pem");
+            }
+            k
+        })
+        .collect();
+    if server.json {
+        return output::print_json(output::list_json(items, None));
+    }
+    print!("{}", output::table(KEY_COLUMNS, &items));
+    Ok(())
+}
+
+const RELEASE_COLUMNS: Columns<'static> = &[
+    ("VERSION", "version"),
+    ("SEQUENCE", "sequence"),
+    ("SIZE", "image_size"),
+    ("FILE", "filename"),
+    ("SHA-256", "image_sha256"),
+    ("CREATED", "created_at"),
+];
+
+const RELEASE_FIELDS: Columns<'static> = &[
+    ("version", "version"),
+    ("sequence", "sequence"),
+    ("vendor id", "vendor_id"),
+    ("class id", "class_id"),
+    ("file", "filename"),
+    ("size", "image_size"),
+    ("sha-256", "image_sha256"),
+    ("sha-1", "image_sha1"),
+    ("md5", "image_md5"),
+    ("manifest digest", "manifest_digest"),
+    ("signed with key", "key_id"),
+    ("created", "created_at"),
+];
 
 /// Counts bytes read into a progress bar.
 struct Progress<R> {
@@ -94,28 +165,43 @@ impl<R: Read> Read for Progress<R> {
 /// Run `updraft release`.
 pub fn run(args: ReleaseArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.server)?;
+    let json = args.server.json;
     let answer = match args.command {
         ReleaseCommand::Upload {
             envelope,
             image,
             quiet,
+            allow_resign,
         } => {
             let envelope_bytes = std::fs::read(&envelope)
                 .with_context(|| format!("reading {}", envelope.display()))?;
-            upload(&api, envelope_bytes, &image, quiet)?
+            upload(&api, envelope_bytes, &image, quiet, allow_resign)?
         }
         ReleaseCommand::Create {
             manifest,
             sequence,
             image,
             quiet,
-        } => create(&api, &manifest, sequence, &image, quiet)?,
-        ReleaseCommand::List => api.send(api.request(Method::GET, "/releases"))?,
+            allow_resign,
+        } => create(&api, &manifest, sequence, &image, quiet, allow_resign)?,
+        ReleaseCommand::List => {
+            let answer = api.send(api.request(Method::GET, "/releases"))?;
+            let items = answer.as_array().cloned().unwrap_or_default();
+            if json {
+                return output::print_json(output::list_json(items, None));
+            }
+            print!("{}", output::table(RELEASE_COLUMNS, &items));
+            return Ok(());
+        }
         ReleaseCommand::Show { version } => {
             api.send(api.request(Method::GET, &format!("/releases/{}", segment(&version))))?
         }
     };
-    print(&answer)
+    if json {
+        return output::print_json(answer);
+    }
+    print!("{}", output::fields(&answer, RELEASE_FIELDS));
+    Ok(())
 }
 
 /// `release create`: check the server trusts the key, pick the sequence, sign, upload.
@@ -125,6 +211,7 @@ fn create(
     sequence: Option<u64>,
     image: &Path,
     quiet: bool,
+    allow_resign: bool,
 ) -> anyhow::Result<Value> {
     let key = load_signing_key(&manifest.key)?;
     // The server would refuse the envelope anyway; asking first gives the fix and sends nothing.
@@ -162,7 +249,7 @@ fn create(
         manifest.version,
         key.algorithm(),
     );
-    upload(api, signed.envelope, image, quiet)
+    upload(api, signed.envelope, image, quiet, allow_resign)
 }
 
 /// The server's highest release sequence plus one (1 on an empty server).
@@ -181,8 +268,16 @@ fn next_sequence(api: &Api) -> anyhow::Result<u64> {
         .context("the server's highest sequence is the largest possible; pass --sequence")
 }
 
-/// Stream `image` with its envelope to `POST /api/v1/releases`, with a progress bar.
-fn upload(api: &Api, envelope: Vec<u8>, image: &Path, quiet: bool) -> anyhow::Result<Value> {
+/// Stream `image` with its envelope to `POST /api/v1/releases`, with a progress bar. The
+/// server's answer is read while sending ([`super::upload`]), so an early refusal is shown as
+/// the server's reason, not as a broken pipe.
+fn upload(
+    api: &Api,
+    envelope: Vec<u8>,
+    image: &Path,
+    quiet: bool,
+    allow_resign: bool,
+) -> anyhow::Result<Value> {
     let file =
         std::fs::File::open(image).with_context(|| format!("opening {}", image.display()))?;
     let len = file.metadata()?.len();
@@ -204,19 +299,29 @@ fn upload(api: &Api, envelope: Vec<u8>, image: &Path, quiet: bool) -> anyhow::Re
         .progress_chars("=> "),
     );
     bar.set_message(format!("uploading {name}"));
+    let mut url = format!("{}/api/v1/releases", api.base());
+    if allow_resign {
+        url.push_str("?allow_same_sequence=true");
+    }
     // The envelope goes first so the server verifies it before reading the image.
-    let form = Form::new().part("envelope", Part::bytes(envelope)).part(
-        "image",
-        Part::reader_with_length(
-            Progress {
+    let parts = vec![
+        Part::Bytes {
+            name: "envelope",
+            data: &envelope,
+        },
+        Part::Stream {
+            name: "image",
+            file_name: &name,
+            len,
+            reader: Box::new(Progress {
                 inner: file,
                 bar: bar.clone(),
-            },
-            len,
-        )
-        .file_name(name),
-    );
-    let result = api.send(api.request(Method::POST, "/releases").multipart(form));
+            }),
+        },
+    ];
+    let result = post_multipart(&url, api.token(), parts)
+        .with_context(|| format!("uploading to the server at {}", api.base()));
     bar.finish_and_clear();
-    result
+    let answer = result?;
+    interpret(answer.status, answer.body)
 }
