@@ -3,10 +3,11 @@
 //! - [`keys`]: `updraft keys generate`: signing key pairs as PEM files.
 //! - [`manifest`]: `updraft manifest sign | verify | inspect`: SUIT envelopes.
 //! - [`serve`]: `updraft serve`: the update server.
-//! - [`devices`], [`release`], [`deploy`] (`deploy` and `status`): the management API from the
+//! - [`devices`], [`release`], [`deploy`] (`deploy` and `status`), [`campaign`]: the management API from the
 //!   shell, through [`client`] (server URL, admin token file, the server's error messages)
 //!   and [`output`] (tables by default, `--json`, times in RFC 3339).
 
+pub mod campaign;
 pub mod client;
 pub mod deploy;
 pub mod devices;
@@ -47,6 +48,9 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// Show deployments and their per-device status.
     Status(deploy::StatusArgs),
+    /// Staged rollouts: phases, error threshold, rate, approvals, pause and abort.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
 }
 
 impl Cli {
@@ -60,6 +64,7 @@ impl Cli {
             Command::Release(args) => release::run(args),
             Command::Deploy(args) => deploy::deploy(args),
             Command::Status(args) => deploy::status(args),
+            Command::Campaign(command) => campaign::run(command),
         }
     }
 }

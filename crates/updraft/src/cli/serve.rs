@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Polling interval told to DDI devices, in seconds.
     #[arg(long, default_value_t = 60)]
     pub poll_interval: u64,
+    /// How often the campaign scheduler runs (starts, timeouts, reports), in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub campaign_tick_ms: u64,
 }
 
 /// Run the server until SIGINT or SIGTERM.
@@ -51,6 +54,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_upload_bytes = args.max_upload_bytes;
     config.tenant = args.tenant;
     config.poll_interval = Duration::from_secs(args.poll_interval.max(1));
+    config.campaign_tick = Duration::from_millis(args.campaign_tick_ms);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
