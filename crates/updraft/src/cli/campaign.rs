@@ -20,7 +20,7 @@ use super::output::{self, Columns};
 #[derive(clap::Subcommand, Debug)]
 pub enum CampaignCommand {
     /// Create a campaign (a draft; `--start` starts it at once).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Start a draft or scheduled campaign.
     Start(IdArgs),
     /// Pause: no new device starts (running devices go on).
@@ -142,7 +142,7 @@ pub struct StatusArgs {
 /// Run `updraft campaign ...`.
 pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
     match command {
-        CampaignCommand::Create(a) => create(a),
+        CampaignCommand::Create(a) => create(*a),
         CampaignCommand::Start(a) => command_of(&a.server, a.id, "start", json!({})),
         CampaignCommand::Pause(a) => command_of(&a.server, a.id, "pause", json!({})),
         CampaignCommand::Resume(a) => command_of(&a.server, a.id, "resume", json!({})),
