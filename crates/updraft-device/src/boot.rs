@@ -10,6 +10,14 @@
 //! 4. a trial that is still `Booted` at the next boot was never confirmed: it is reverted.
 //!
 //! Each step is one record write (see [`crate::record`]), so a cut leaves the step done or not.
+//!
+//! # Failing closed
+//!
+//! A boot-state area with no valid copy is the factory default (slot A, counter 0) only when it
+//! is fully erased. Anything else (both copies damaged) is [`BootError::Corrupt`]: slot
+//! selection, the core's start, confirm and reject refuse to go on, because falling back to
+//! counter 0 would accept any signed downgrade. The runtime must handle it (report, keep the
+//! device out of updates, re-provision from a trusted source); [`provision`] rewrites the area.
 
 use embedded_storage::nor_flash::NorFlash;
 use sha2::{Digest as _, Sha256};
@@ -17,10 +25,11 @@ use updraft_manifest::Digest;
 
 use crate::journal::{Reader, Writer};
 use crate::layout::{Layout, Slot, read_chunks};
-use crate::record::RecordStore;
+use crate::record::{RecordStore, Stored};
 
 const BOOT_MAGIC: u32 = 0x5442_4F42; // "BOBT"
-const ENCODED_LEN: usize = 1 + 8 + 32 + 1 + CANDIDATE_LEN + 1 + 32;
+/// Bytes of an encoded boot state (the record payload).
+pub const ENCODED_LEN: usize = 1 + 8 + 32 + 1 + CANDIDATE_LEN + 1 + 32;
 const CANDIDATE_LEN: usize = 1 + 8 + 32 + 32 + 4;
 
 /// Image states reported to the application and the server.
@@ -114,6 +123,21 @@ pub enum BootError<E> {
     Flash(E),
     /// There is no trial to confirm or reject.
     NoTrial,
+    /// No valid boot-state copy, and the area is not erased: it was damaged. Never read as
+    /// the factory default (that would reset the anti-rollback counter to 0).
+    Corrupt,
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for BootError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootError::Flash(e) => write!(f, "flash error: {e}"),
+            BootError::NoTrial => f.write_str("no trial image to confirm or reject"),
+            BootError::Corrupt => {
+                f.write_str("the boot state is corrupt (no valid copy, area not erased)")
+            }
+        }
+    }
 }
 
 impl<E> From<E> for BootError<E> {
@@ -141,7 +165,8 @@ fn get_candidate(r: &mut Reader<'_>) -> Option<Candidate> {
 }
 
 impl BootState {
-    fn encode(&self) -> [u8; ENCODED_LEN] {
+    /// The record payload (fixed length, little endian).
+    pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
         let mut w = Writer {
             buf: &mut out,
@@ -184,7 +209,11 @@ impl BootState {
         out
     }
 
-    fn decode(b: &[u8]) -> Option<BootState> {
+    /// Decode a record payload; `None` unless it is exactly one well-formed boot state.
+    pub fn decode(b: &[u8]) -> Option<BootState> {
+        if b.len() != ENCODED_LEN {
+            return None;
+        }
         let mut r = Reader { buf: b, pos: 0 };
         let active = Slot::from_u8(r.u8()?)?;
         let installed_sequence = u64::from_le_bytes(r.array()?);
@@ -212,13 +241,21 @@ impl BootState {
         })
     }
 
-    /// Load the newest valid boot state; the default (slot A, counter 0) if none.
-    pub fn load<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<BootState, F::Error> {
+    /// Load the newest valid boot state; the factory default (slot A, counter 0) only if the
+    /// area is fully erased; [`BootError::Corrupt`] if no copy is valid and it is not erased.
+    pub fn load<F: NorFlash>(
+        flash: &mut F,
+        layout: &Layout,
+    ) -> Result<BootState, BootError<F::Error>> {
         let mut buf = [0u8; ENCODED_LEN];
-        let n = RecordStore::new(layout.boot_state, BOOT_MAGIC).read(flash, &mut buf)?;
-        Ok(n.and_then(|n| buf.get(..n))
-            .and_then(BootState::decode)
-            .unwrap_or_default())
+        match RecordStore::new(layout.boot_state, BOOT_MAGIC).read_stored(flash, &mut buf)? {
+            Stored::Valid(n) => buf
+                .get(..n)
+                .and_then(BootState::decode)
+                .ok_or(BootError::Corrupt),
+            Stored::Erased => Ok(BootState::default()),
+            Stored::Corrupt => Err(BootError::Corrupt),
+        }
     }
 
     /// Persist (power-loss safe).
@@ -257,10 +294,11 @@ pub fn slot_digest<F: NorFlash>(
 }
 
 /// The boot-time slot selection (what a bootloader does before jumping to an image).
+/// [`BootError::Corrupt`] if the boot state is damaged (see the module docs: fail closed).
 pub fn select_boot_slot<F: NorFlash>(
     flash: &mut F,
     layout: &Layout,
-) -> Result<BootDecision, F::Error> {
+) -> Result<BootDecision, BootError<F::Error>> {
     let mut st = BootState::load(flash, layout)?;
     match st.trial {
         None => Ok(BootDecision {
@@ -377,6 +415,8 @@ mod tests {
             last: Some((ImageState::Testing, [2; 32])),
         };
         assert_eq!(BootState::decode(&st.encode()), Some(st));
-        assert!(ENCODED_LEN as u32 + crate::record::HEADER_LEN <= crate::journal::RECORD_CAPACITY);
+        assert!(
+            ENCODED_LEN as u32 + crate::record::HEADER_SPACE <= crate::journal::RECORD_CAPACITY
+        );
     }
 }

@@ -21,7 +21,8 @@ pub const RECORD_CAPACITY: u32 = 512;
 
 const JOURNAL_MAGIC: u32 = 0x4C4E_524A; // "JRNL"
 const ENVELOPE_MAGIC: u32 = 0x4C56_4E45; // "ENVL"
-const ENCODED_LEN: usize = 1 + 32 + 1 + MAX_TOKEN_LEN + 4 + 8 + 1 + 32 * REJECTED_CAPACITY;
+/// Bytes of an encoded journal (the record payload).
+pub const ENCODED_LEN: usize = 1 + 32 + 1 + MAX_TOKEN_LEN + 4 + 8 + 1 + 32 * REJECTED_CAPACITY;
 
 /// Where the update in progress stands, as persisted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +141,8 @@ impl Journal {
         digest != &[0; 32] && self.rejected.iter().any(|d| d == digest)
     }
 
-    fn encode(&self) -> [u8; ENCODED_LEN] {
+    /// The record payload (fixed length, little endian).
+    pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
         let mut w = Writer {
             buf: &mut out,
@@ -159,7 +161,11 @@ impl Journal {
         out
     }
 
-    fn decode(b: &[u8]) -> Option<Journal> {
+    /// Decode a record payload; `None` unless it is exactly one well-formed journal.
+    pub fn decode(b: &[u8]) -> Option<Journal> {
+        if b.len() != ENCODED_LEN {
+            return None;
+        }
         let mut r = Reader { buf: b, pos: 0 };
         let phase = Phase::from_u8(r.u8()?)?;
         let manifest_digest = r.array::<32>()?;
@@ -232,9 +238,15 @@ impl Journal {
     }
 }
 
-/// An offset entry is `offset | !offset` (little endian), offset non-zero. Under NOR
-/// programming (bits only go 1 -> 0), any partially written entry fails this check.
-fn decode_offset_entry(e: &[u8; ENTRY_LEN as usize]) -> Option<u32> {
+/// Decode an appended offset entry: `offset | !offset` (little endian), offset non-zero, the
+/// rest of the unit erased. Under NOR programming (bits only go 1 -> 0), any partially written
+/// entry fails this check.
+pub fn decode_offset_entry(e: &[u8; ENTRY_LEN as usize]) -> Option<u32> {
+    if e.get(8..)
+        .is_some_and(|rest| rest.iter().any(|&b| b != 0xFF))
+    {
+        return None;
+    }
     let a = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
     let b = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
     (a != 0 && a == !b).then_some(a)
@@ -310,7 +322,7 @@ mod tests {
         };
         j.reject([9; 32]);
         assert_eq!(Journal::decode(&j.encode()), Some(j));
-        assert!(ENCODED_LEN as u32 + crate::record::HEADER_LEN <= RECORD_CAPACITY);
+        assert!(ENCODED_LEN as u32 + crate::record::HEADER_SPACE <= RECORD_CAPACITY);
     }
 
     #[test]

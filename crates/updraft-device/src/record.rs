@@ -1,12 +1,20 @@
-//! Power-loss-safe records: two alternating copies, each `[header | payload]`, where the header
-//! is `magic u32 | sequence u32 | length u32 | crc32 u32` (little endian, CRC-32 over sequence,
-//! length and payload).
+//! Power-loss-safe records: two alternating copies, each `[header | payload | entries]`, where
+//! the header is `magic u32 | sequence u32 | length u32 | crc32 u32` (little endian, CRC-32 over
+//! sequence, length and payload).
+//!
+//! Every part is padded to whole [`PROGRAM_UNIT`](crate::layout::PROGRAM_UNIT)s and each unit is
+//! programmed once per erase (flash with ECC words allows no second program): the header has a
+//! unit of its own ([`HEADER_SPACE`]), the payload starts on the next one, and each entry is one
+//! unit.
 //!
 //! After the payload, a copy has room for small fixed-size *entries* appended without an erase
 //! ([`RecordStore::append`]): the journal uses them for the durable offset, so a block costs one
 //! write instead of an erase and two writes (flash wear). Each entry must carry its own
 //! validity check (the journal writes `offset | !offset`, which detects any partial program).
-//! Rewriting the record erases its copy and so starts a fresh entry list.
+//! Rewriting the record erases its copy and so starts a fresh entry list. An entry slot that a
+//! power cut interrupted may read as erased and still be programmed (an ECC word half written):
+//! append only to a copy written since the last power-up (the core rewrites the record before
+//! its first append after every start).
 //!
 //! A write goes to the copy that is *not* the newest valid one: erase it, write the payload,
 //! then the header last. A cut anywhere leaves either the old copy (newest valid) or the new
@@ -20,8 +28,23 @@ use crate::layout::{Region, read_chunks, write_padded};
 /// Bytes of the record header.
 pub const HEADER_LEN: u32 = 16;
 
-/// Bytes of an appended entry (the largest supported write granularity).
-pub const ENTRY_LEN: u32 = crate::layout::MAX_WRITE_SIZE as u32;
+/// Bytes the header occupies: one program unit (the payload starts on the next unit, so the
+/// header, written last, programs no unit the payload wrote).
+pub const HEADER_SPACE: u32 = crate::layout::PROGRAM_UNIT as u32;
+
+/// Bytes of an appended entry (one program unit).
+pub const ENTRY_LEN: u32 = crate::layout::PROGRAM_UNIT as u32;
+
+/// What a record area holds when no copy is valid, or the valid one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// A valid copy: its payload length.
+    Valid(usize),
+    /// Both copies fully erased (a factory-fresh area).
+    Erased,
+    /// No valid copy, and not erased: a damaged area (or one whose very first write was cut).
+    Corrupt,
+}
 
 /// CRC-32 (IEEE, reflected), bitwise: small code, records are short.
 #[derive(Clone, Copy)]
@@ -79,12 +102,12 @@ impl RecordStore {
         flash.read(base, &mut h)?;
         let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         let (magic, seq, len, crc) = (word(0), word(4), word(8), word(12));
-        if magic != self.magic || len > self.copy_size() - HEADER_LEN {
+        if magic != self.magic || len > self.copy_size().saturating_sub(HEADER_SPACE) {
             return Ok(None);
         }
         let mut c = Crc32::new();
         c.update(&h[4..12]);
-        read_chunks(flash, base + HEADER_LEN, len, |b| c.update(b))?;
+        read_chunks(flash, base + HEADER_SPACE, len, |b| c.update(b))?;
         Ok((c.finish() == crc).then_some(Found { copy, seq, len }))
     }
 
@@ -116,12 +139,33 @@ impl RecordStore {
         let Some(dst) = buf.get_mut(..found.len as usize) else {
             return Ok(None);
         };
-        flash.read(self.copy_offset(found.copy) + HEADER_LEN, dst)?;
+        flash.read(self.copy_offset(found.copy) + HEADER_SPACE, dst)?;
         Ok(Some(found.len as usize))
     }
 
+    /// Like [`read`](Self::read), but tells an erased area from a damaged one when no copy is
+    /// valid.
+    pub fn read_stored<F: NorFlash>(
+        &self,
+        flash: &mut F,
+        buf: &mut [u8],
+    ) -> Result<Stored, F::Error> {
+        if let Some(n) = self.read(flash, buf)? {
+            return Ok(Stored::Valid(n));
+        }
+        let mut erased = true;
+        read_chunks(flash, self.region.offset, self.region.size, |b| {
+            erased &= b.iter().all(|&x| x == 0xFF);
+        })?;
+        Ok(if erased {
+            Stored::Erased
+        } else {
+            Stored::Corrupt
+        })
+    }
+
     fn entries_start(&self, found: &Found) -> u32 {
-        (HEADER_LEN + found.len).div_ceil(ENTRY_LEN) * ENTRY_LEN
+        (HEADER_SPACE + found.len).div_ceil(ENTRY_LEN) * ENTRY_LEN
     }
 
     /// Read the newest valid payload into `buf` and hand every appended entry after it (in
@@ -139,7 +183,7 @@ impl RecordStore {
             return Ok(None);
         };
         let base = self.copy_offset(found.copy);
-        flash.read(base + HEADER_LEN, dst)?;
+        flash.read(base + HEADER_SPACE, dst)?;
         let mut pos = self.entries_start(&found);
         while pos + ENTRY_LEN <= self.copy_size() {
             let mut e = [0u8; ENTRY_LEN as usize];
@@ -188,7 +232,7 @@ impl RecordStore {
         let len = payload.len() as u32;
         let base = self.copy_offset(copy);
         flash.erase(base, base + self.copy_size())?;
-        write_padded(flash, base + HEADER_LEN, payload)?;
+        write_padded(flash, base + HEADER_SPACE, payload)?;
         let mut c = Crc32::new();
         c.update(&seq.to_le_bytes());
         c.update(&len.to_le_bytes());
