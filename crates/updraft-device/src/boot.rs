@@ -419,4 +419,59 @@ mod tests {
             ENCODED_LEN as u32 + crate::record::HEADER_SPACE <= crate::journal::RECORD_CAPACITY
         );
     }
+
+    #[test]
+    fn an_erased_boot_state_is_the_factory_default_and_a_damaged_one_fails_closed() {
+        use crate::sim::SimFlash;
+        let layout = Layout::packed(4096, 1024);
+        for mut f in [
+            SimFlash::<1024, 4>::new(layout.end() as usize),
+            SimFlash::<1024, 4>::new_write_once(layout.end() as usize, 32),
+        ] {
+            // Factory-fresh: slot A, counter 0.
+            assert_eq!(BootState::load(&mut f, &layout), Ok(BootState::default()));
+            let d = select_boot_slot(&mut f, &layout);
+            assert_eq!(d.map(|d| (d.slot, d.trial)), Ok((Slot::A, false)));
+            // Provisioned in slot B with counter 7, then stored again (two valid copies).
+            provision(&mut f, &layout, Slot::B, [3; 32], 7).ok();
+            let st = BootState::load(&mut f, &layout).ok();
+            assert_eq!(
+                st.map(|s| (s.active, s.installed_sequence)),
+                Some((Slot::B, 7))
+            );
+            st.map(|s| s.store(&mut f, &layout));
+            // Damage both copies: never slot A with counter 0 again.
+            let copy = layout.boot_state.size / 2;
+            f.corrupt(layout.boot_state.offset + 40, 0x10);
+            assert_eq!(
+                BootState::load(&mut f, &layout).map(|s| s.installed_sequence),
+                Ok(7),
+                "one damaged copy: the other one is used"
+            );
+            f.corrupt(layout.boot_state.offset + copy + 40, 0x10);
+            assert_eq!(BootState::load(&mut f, &layout), Err(BootError::Corrupt));
+            assert_eq!(select_boot_slot(&mut f, &layout), Err(BootError::Corrupt));
+            assert_eq!(confirm(&mut f, &layout), Err(BootError::Corrupt));
+            assert_eq!(reject(&mut f, &layout), Err(BootError::Corrupt));
+            // Re-provisioning from a trusted source is the way back.
+            provision(&mut f, &layout, Slot::B, [3; 32], 7).ok();
+            assert_eq!(
+                BootState::load(&mut f, &layout).map(|s| (s.active, s.installed_sequence)),
+                Ok((Slot::B, 7))
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_record_that_is_not_a_boot_state_fails_closed() {
+        use crate::sim::SimFlash;
+        let layout = Layout::packed(4096, 1024);
+        let mut f = SimFlash::<1024, 4>::new(layout.end() as usize);
+        let mut bad = BootState::default().encode();
+        bad[0] = 9; // no such slot
+        RecordStore::new(layout.boot_state, BOOT_MAGIC)
+            .write(&mut f, &bad)
+            .ok();
+        assert_eq!(BootState::load(&mut f, &layout), Err(BootError::Corrupt));
+    }
 }

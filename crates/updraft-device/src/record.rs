@@ -281,19 +281,100 @@ mod tests {
         }
     }
 
+    fn flashes() -> [SimFlash<1024, 4>; 3] {
+        [
+            SimFlash::new(4096),
+            SimFlash::new_write_once(4096, 8),
+            SimFlash::new_write_once(4096, 32),
+        ]
+    }
+
     #[test]
-    fn power_cut_at_any_record_write_step_keeps_old_or_new_record() {
-        for cut in 1..=3 {
-            let mut f = SimFlash::<1024, 4>::new(4096);
+    fn power_cut_at_every_operation_of_a_record_write_keeps_the_old_record() {
+        for fresh in flashes() {
+            let mode = fresh.programming();
             let s = store();
+            let new = b"new record, 41 bytes long, spans 2 units";
+            // Count the operations of an uncut write: erase, payload, header (last).
+            let mut f = fresh.clone();
             s.write(&mut f, b"old record").ok();
-            f.cut_power_at(cut);
-            assert!(s.write(&mut f, b"new record!").is_err());
-            f.reboot();
+            let before = f.ops();
+            assert_eq!(s.write(&mut f, new), Ok(()));
+            let ops = f.ops() - before;
+            assert_eq!(
+                ops, 4,
+                "{mode:?}: erase, payload head, payload tail, header"
+            );
+            for cut in 1..=ops {
+                for seed in 1..=8u64 {
+                    let mut f = fresh.clone();
+                    f.seed(seed);
+                    s.write(&mut f, b"old record").ok();
+                    f.cut_power_at(cut);
+                    assert!(s.write(&mut f, new).is_err());
+                    f.reboot();
+                    let mut buf = [0u8; 64];
+                    let n = s.read(&mut f, &mut buf).ok().flatten();
+                    assert_eq!(n, Some(10), "{mode:?} cut {cut}: the old record is kept");
+                    assert_eq!(&buf[..10], b"old record");
+                    if cut == ops {
+                        // The cut hit the header: the new payload was already complete.
+                        let base = (s.copy_size() + HEADER_SPACE) as usize;
+                        assert_eq!(&f.contents()[base..base + new.len()], new);
+                    }
+                    // The next write goes through, on every flash mode.
+                    assert_eq!(s.write(&mut f, b"third"), Ok(()), "{mode:?} cut {cut}");
+                    assert_eq!(s.read(&mut f, &mut buf).ok().flatten(), Some(5));
+                    assert_eq!(&buf[..5], b"third");
+                    assert_eq!((f.nor_violations(), f.word_violations()), (0, 0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_erased_area_is_told_from_a_damaged_one() {
+        for mut f in flashes() {
+            let s = store();
             let mut buf = [0u8; 64];
-            let n = s.read(&mut f, &mut buf).ok().flatten();
-            assert_eq!(n, Some(10), "cut {cut} must keep the old record");
-            assert_eq!(&buf[..10], b"old record");
+            assert_eq!(s.read_stored(&mut f, &mut buf), Ok(Stored::Erased));
+            s.write(&mut f, b"record").ok();
+            assert_eq!(s.read_stored(&mut f, &mut buf), Ok(Stored::Valid(6)));
+            // One flipped payload bit invalidates the only copy.
+            f.corrupt(HEADER_SPACE + 2, 0x04);
+            assert_eq!(s.read_stored(&mut f, &mut buf), Ok(Stored::Corrupt));
+            f.corrupt(HEADER_SPACE + 2, 0x04);
+            assert_eq!(s.read_stored(&mut f, &mut buf), Ok(Stored::Valid(6)));
+            // A stray programmed byte anywhere in an otherwise erased area is not "erased".
+            let mut g = SimFlash::<1024, 4>::new(4096);
+            g.corrupt(2047, 0x01);
+            assert_eq!(s.read_stored(&mut g, &mut buf), Ok(Stored::Corrupt));
+        }
+    }
+
+    #[test]
+    fn every_part_of_a_copy_is_written_in_whole_units_on_write_once_flash() {
+        let s = store();
+        for word in [8, 16, 32] {
+            let mut f = SimFlash::<1024, 4>::new_write_once(4096, word);
+            for i in 0..6u8 {
+                assert_eq!(s.write(&mut f, &[i; 37]), Ok(()));
+                for e in 0..8u8 {
+                    let mut entry = [0xFF; ENTRY_LEN as usize];
+                    entry[0] = e;
+                    assert_eq!(s.append(&mut f, &entry), Ok(true), "word {word}");
+                }
+            }
+            assert_eq!(f.word_violations(), 0, "word {word}");
+            let mut seen = 0;
+            let mut buf = [0u8; 64];
+            s.read_with_entries(&mut f, &mut buf, |e| {
+                assert_eq!(e[0], seen);
+                seen += 1;
+            })
+            .ok();
+            assert_eq!(seen, 8);
+            assert_eq!(buf[..37], [5; 37]);
         }
     }
 }

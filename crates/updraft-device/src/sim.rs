@@ -701,15 +701,108 @@ mod tests {
 
     #[test]
     fn cut_erase_leaves_the_sector_partially_erased() {
-        let mut f = SimFlash::<256, 4>::new(1024);
-        f.write(0, &[0; 256]).ok();
-        f.cut_power_at(1);
-        assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
-        f.reboot();
-        let s = &f.contents()[..256];
-        assert!(s.iter().any(|&b| b != 0xFF) || s.iter().all(|&b| b == 0xFF));
+        for seed in 1..=16u64 {
+            let mut f = SimFlash::<256, 4>::new(1024);
+            f.seed(seed);
+            f.write(0, &[0; 256]).ok();
+            f.cut_power_at(1);
+            assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
+            f.reboot();
+            let s = &f.contents()[..256];
+            // Neither done nor untouched: an erased prefix, then bits set at random.
+            assert_ne!(s, &[0xFF; 256][..], "seed {seed}: the cut erase completed");
+            assert_ne!(
+                s,
+                &[0x00; 256][..],
+                "seed {seed}: the cut erase did nothing"
+            );
+            assert_eq!(f.erase(0, 256), Ok(()));
+            assert!(f.contents()[..256].iter().all(|&b| b == 0xFF));
+            assert_eq!(f.wear()[0], 2);
+        }
+    }
+
+    #[test]
+    fn write_once_mode_refuses_a_second_program_of_a_word_until_its_erase() {
+        let mut f = SimFlash::<256, 4>::new_write_once(1024, 16);
+        assert_eq!(f.write(0, &[0xFF, 0x0F, 0xFF, 0xFF]), Ok(()));
+        // Same word (bytes 0..16), other bytes, even bits still at 1: refused.
+        assert_eq!(
+            f.write(4, &[0x00; 4]),
+            Err(SimError::WordProgrammed { offset: 0 })
+        );
+        assert_eq!(
+            f.write(0, &[0x0F, 0x0F, 0xFF, 0xFF]),
+            Err(SimError::WordProgrammed { offset: 0 })
+        );
+        // A write spanning a programmed word is refused as a whole.
+        assert_eq!(
+            f.write(12, &[0; 8]),
+            Err(SimError::WordProgrammed { offset: 0 })
+        );
+        assert_eq!(f.contents()[12..20], [0xFF; 8]);
+        assert_eq!(f.word_violations(), 3);
+        assert_eq!(f.write(16, &[0; 16]), Ok(()));
         assert_eq!(f.erase(0, 256), Ok(()));
-        assert!(f.contents()[..256].iter().all(|&b| b == 0xFF));
-        assert_eq!(f.wear()[0], 2);
+        assert_eq!(f.write(4, &[0x00; 4]), Ok(()));
+        assert_eq!(f.write(32, &[0x00; 4]), Ok(()));
+        // The same sequence is fine on NOR.
+        let mut n = SimFlash::<256, 4>::new(1024);
+        assert_eq!(n.write(0, &[0xFF, 0x0F, 0xFF, 0xFF]), Ok(()));
+        assert_eq!(n.write(4, &[0x00; 4]), Ok(()));
+        assert_eq!(n.write(0, &[0x0F, 0x0F, 0xFF, 0xFF]), Ok(()));
+        assert_eq!(n.word_violations(), 0);
+    }
+
+    #[test]
+    fn write_once_mode_counts_every_word_a_cut_reached_as_programmed() {
+        for seed in 1..=16u64 {
+            let mut f = SimFlash::<256, 8>::new_write_once(1024, 8);
+            f.seed(seed);
+            f.cut_power_at(1);
+            assert_eq!(f.write(0, &[0x00; 64]), Err(SimError::PowerCut));
+            f.reboot();
+            let reached = f.contents()[..64]
+                .iter()
+                .rposition(|&b| b != 0xFF)
+                .map_or(0, |i| i / 8 + 1);
+            // Every word up to the last one that changed is programmed (so may be the next:
+            // the cut's partial byte can still read 0xFF).
+            for w in 0..reached {
+                assert_eq!(
+                    f.write(w as u32 * 8, &[0; 8]),
+                    Err(SimError::WordProgrammed {
+                        offset: w as u32 * 8
+                    }),
+                    "seed {seed} word {w}"
+                );
+            }
+            // A cut erase leaves the sector to be erased again before any program.
+            f.cut_power_at(1);
+            assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
+            f.reboot();
+            assert_eq!(
+                f.write(128, &[0; 8]),
+                Err(SimError::WordProgrammed { offset: 128 })
+            );
+            assert_eq!(f.erase(0, 256), Ok(()));
+            assert_eq!(f.write(128, &[0; 8]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_second_cut_can_be_scheduled_in_the_boot_after_the_first() {
+        let mut f = SimFlash::<256, 4>::new(1024);
+        f.cut_power_at(2);
+        f.then_cut_after_reboot(3);
+        assert_eq!(f.write(0, &[0; 4]), Ok(()));
+        assert_eq!(f.write(4, &[0; 4]), Err(SimError::PowerCut));
+        f.reboot();
+        assert_eq!(f.write(8, &[0; 4]), Ok(()));
+        assert_eq!(f.write(12, &[0; 4]), Ok(()));
+        assert_eq!(f.write(16, &[0; 4]), Err(SimError::PowerCut));
+        f.reboot();
+        assert_eq!(f.write(20, &[0; 4]), Ok(()));
+        assert!(!f.is_dead());
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use updraft_device::update::Step;
+use updraft_device::update::{StartError, Step};
 use updraft_device::{
     Action, Decision, Event, ImageState, ResumeMode, Slot, State, UpdateCore, UpdateResult,
 };
@@ -621,5 +621,35 @@ fn pushed_download_interrupted_by_a_reboot_resumes_by_pulling_the_signed_uri() {
         dev.send(Event::Resume).ok();
         dev.run(10_000);
         assert_new_image_running(&mut dev, &img);
+    });
+}
+
+#[test]
+fn a_damaged_boot_state_keeps_the_device_off_instead_of_resetting_the_counter() {
+    each_flash(|| {
+        let keys = trusted_keys();
+        let img = new_image();
+        let mut dev = device(&keys, server(&img));
+        let region = dev.config.layout.boot_state;
+        // Bit rot in both copies (only copy 0 was written at provisioning: damage it, and
+        // leave copy 1 not erased either).
+        dev.flash.corrupt(region.offset + 36, 0x01);
+        dev.flash.corrupt(region.offset + region.size / 2 + 7, 0x80);
+        dev.power_on();
+        assert!(dev.boot_state_corrupt);
+        assert!(
+            dev.core.is_none(),
+            "the core does not start on a guessed state"
+        );
+        let started = UpdateCore::start(&mut dev.flash, dev.config, Some(1));
+        assert!(matches!(started, Err(StartError::BootStateCorrupt)));
+        // A factory-erased area is the default state instead.
+        let mut fresh = device(&keys, server(&img));
+        let end = fresh.config.layout.boot_state.end();
+        use embedded_storage::nor_flash::NorFlash;
+        fresh.flash.erase(region.offset, end).ok();
+        fresh.power_on();
+        assert!(!fresh.boot_state_corrupt);
+        assert_eq!(fresh.boot_state().installed_sequence, 0);
     });
 }
