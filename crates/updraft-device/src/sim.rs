@@ -462,6 +462,10 @@ pub struct SimDevice<'k, const ERASE: usize = 4096, const WRITE: usize = 4> {
     pub boot_ops: Vec<u64>,
     /// The boot state was found corrupt at a power-on: the device stays off (fails closed).
     pub boot_state_corrupt: bool,
+    /// Flash operations of the recovery after the first power cut: from the power-on after it
+    /// to the end of that boot (slot selection, core start, self-test), cuts included.
+    pub recovery_ops: Option<u64>,
+    recovery_start: Option<u64>,
     awaiting_resume: Option<u32>,
 }
 
@@ -486,6 +490,8 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
             boots: Vec::new(),
             boot_ops: Vec::new(),
             boot_state_corrupt: false,
+            recovery_ops: None,
+            recovery_start: None,
             awaiting_resume: None,
         }
     }
@@ -514,11 +520,18 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
         let before = self.flash.ops();
         self.power_on_inner();
         self.boot_ops.push(self.flash.ops() - before);
+        if let Some(start) = self.recovery_start.take() {
+            self.recovery_ops = Some(self.flash.ops() - start);
+        }
     }
 
     fn power_on_inner(&mut self) {
         for _ in 0..100 {
             self.core = None;
+            if self.flash.is_dead() && self.recovery_ops.is_none() && self.recovery_start.is_none()
+            {
+                self.recovery_start = Some(self.flash.ops());
+            }
             self.flash.reboot();
             let decision = match boot::select_boot_slot(&mut self.flash, &self.config.layout) {
                 Ok(d) => d,
