@@ -27,7 +27,8 @@ use crate::journal::{Reader, Writer};
 use crate::layout::{Layout, Slot, read_chunks};
 use crate::record::{RecordStore, Stored};
 
-const BOOT_MAGIC: u32 = 0x5442_4F42; // "BOBT"
+/// Magic of the boot-state records (see [`RecordStore`]).
+pub const BOOT_MAGIC: u32 = 0x5442_4F42; // "BOBT"
 /// Bytes of an encoded boot state (the record payload).
 pub const ENCODED_LEN: usize = 1 + 8 + 32 + 1 + CANDIDATE_LEN + 1 + 32;
 const CANDIDATE_LEN: usize = 1 + 8 + 32 + 32 + 4;
@@ -473,5 +474,66 @@ mod tests {
             .write(&mut f, &bad)
             .ok();
         assert_eq!(BootState::load(&mut f, &layout), Err(BootError::Corrupt));
+    }
+
+    fn slot(b: bool) -> Slot {
+        if b { Slot::B } else { Slot::A }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_boot_state_round_trips_through_its_encoding(
+            active: bool, seq: u64, digest: [u8; 32], kind in 0u8..3,
+            c in (proptest::prelude::any::<bool>(), proptest::prelude::any::<u64>(),
+                  proptest::prelude::any::<[u8; 32]>(), proptest::prelude::any::<u32>()),
+            last in 0u8..5, last_digest: [u8; 32],
+        ) {
+            let cand = Candidate { slot: slot(c.0), sequence: c.1, image_digest: c.2, manifest_digest: digest, size: c.3 };
+            let st = BootState {
+                active: slot(active),
+                installed_sequence: seq,
+                active_digest: digest,
+                trial: match kind { 0 => None, 1 => Some(Trial::Pending(cand)), _ => Some(Trial::Booted(cand)) },
+                last: ImageState::from_u8(last).map(|s| (s, last_digest)),
+            };
+            proptest::prop_assert_eq!(BootState::decode(&st.encode()), Some(st));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics_and_what_decodes_round_trips(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)
+        ) {
+            if let Some(st) = BootState::decode(&bytes) {
+                proptest::prop_assert_eq!(bytes.len(), ENCODED_LEN);
+                proptest::prop_assert_eq!(BootState::decode(&st.encode()), Some(st));
+            }
+        }
+
+        #[test]
+        fn arbitrary_area_contents_load_as_a_state_or_as_corrupt_never_as_a_guess(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            use crate::sim::SimFlash;
+            let layout = Layout::packed(4096, 1024);
+            let mut f = SimFlash::<1024, 4>::new(layout.end() as usize);
+            for (i, &b) in bytes.iter().enumerate() {
+                f.corrupt(layout.boot_state.offset + i as u32, 0xFF ^ b);
+            }
+            let erased = bytes.iter().all(|&b| b == 0xFF);
+            match BootState::load(&mut f, &layout) {
+                Ok(st) if erased => proptest::prop_assert_eq!(st, BootState::default()),
+                Ok(_) => {}
+                Err(e) => {
+                    proptest::prop_assert_eq!(e, BootError::Corrupt);
+                    proptest::prop_assert!(!erased);
+                }
+            }
+            // A record with a valid CRC whose payload is not a boot state is corrupt too.
+            let mut g = SimFlash::<1024, 4>::new(layout.end() as usize);
+            RecordStore::new(layout.boot_state, BOOT_MAGIC).write(&mut g, &payload).ok();
+            let want = BootState::decode(&payload).ok_or(BootError::Corrupt);
+            proptest::prop_assert_eq!(BootState::load(&mut g, &layout), want);
+        }
     }
 }
