@@ -1179,9 +1179,13 @@ impl<'k> UpdateCore<'k> {
             ) {
                 dst.copy_from_slice(src);
             }
-            write_image(flash, slot, pos, chunk.get(..w).unwrap_or(&[]))
+            // The image's last, partial unit: padded to the write size only (nothing is ever
+            // written after the image end, so the unit is still programmed once), so the slot
+            // holds exactly the image on a flash with small writes (the agent's files).
+            let tail = self.carry_len.div_ceil(F::WRITE_SIZE.max(1)) * F::WRITE_SIZE.max(1);
+            write_image(flash, slot, pos, chunk.get(..tail.min(w)).unwrap_or(&[]))
                 .map_err(|_| self.flash_error(now))?;
-            pos += w as u32;
+            pos += tail.min(w) as u32;
             self.carry_len = 0;
         }
         self.stats.blocks_processed += 1;
