@@ -1,8 +1,9 @@
 //! The device core fed what a network and a server can send: the fuzzer's bytes become a
 //! sequence of events (URI writes, pushed blocks, fetched manifests, pulled blocks with tokens,
 //! executes, cancels, authorization answers, self-test results, reboots, and rounds of a
-//! simulated server that serves a genuinely signed update). Whatever arrives, the core must not
-//! panic, must not write over unerased flash, and the device must still boot a valid image.
+//! simulated server that serves a genuinely signed update), on NOR or write-once flash. Whatever
+//! arrives, the core must not panic, must not write over unerased flash nor program a word
+//! twice, and the device must still boot a valid image.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -87,7 +88,13 @@ fuzz_target!(|data: &[u8]| {
         image: new.clone(),
         token: b"etag-1".to_vec(),
     };
-    let flash = SimFlash::<ERASE, 4>::new(config.layout.end() as usize);
+    // The second byte picks the flash: plain NOR or write-once words (8 or 32 bytes).
+    let size = config.layout.end() as usize;
+    let flash = match data.get(1).map(|b| b % 3) {
+        Some(1) => SimFlash::<ERASE, 4>::new_write_once(size, 8),
+        Some(2) => SimFlash::<ERASE, 4>::new_write_once(size, 32),
+        _ => SimFlash::<ERASE, 4>::new(size),
+    };
     let mut dev = SimDevice::new(flash, config, server);
     if dev.provision(&old, 1).is_err() {
         return;
@@ -151,6 +158,7 @@ fuzz_target!(|data: &[u8]| {
             }
         };
         assert_eq!(dev.flash.nor_violations(), 0, "wrote over unerased flash");
+        assert_eq!(dev.flash.word_violations(), 0, "programmed a word twice");
     }
     let on_old = dev.booted_digest(old.len()) == Some(sha256(&old));
     let on_new = dev.booted_digest(new.len()) == Some(sha256(&new));

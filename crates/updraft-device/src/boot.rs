@@ -10,6 +10,14 @@
 //! 4. a trial that is still `Booted` at the next boot was never confirmed: it is reverted.
 //!
 //! Each step is one record write (see [`crate::record`]), so a cut leaves the step done or not.
+//!
+//! # Failing closed
+//!
+//! A boot-state area with no valid copy is the factory default (slot A, counter 0) only when it
+//! is fully erased. Anything else (both copies damaged) is [`BootError::Corrupt`]: slot
+//! selection, the core's start, confirm and reject refuse to go on, because falling back to
+//! counter 0 would accept any signed downgrade. The runtime must handle it (report, keep the
+//! device out of updates, re-provision from a trusted source); [`provision`] rewrites the area.
 
 use embedded_storage::nor_flash::NorFlash;
 use sha2::{Digest as _, Sha256};
@@ -17,10 +25,12 @@ use updraft_manifest::Digest;
 
 use crate::journal::{Reader, Writer};
 use crate::layout::{Layout, Slot, read_chunks};
-use crate::record::RecordStore;
+use crate::record::{RecordStore, Stored};
 
-const BOOT_MAGIC: u32 = 0x5442_4F42; // "BOBT"
-const ENCODED_LEN: usize = 1 + 8 + 32 + 1 + CANDIDATE_LEN + 1 + 32;
+/// Magic of the boot-state records (see [`RecordStore`]).
+pub const BOOT_MAGIC: u32 = 0x5442_4F42; // "BOBT"
+/// Bytes of an encoded boot state (the record payload).
+pub const ENCODED_LEN: usize = 1 + 8 + 32 + 1 + CANDIDATE_LEN + 1 + 32;
 const CANDIDATE_LEN: usize = 1 + 8 + 32 + 32 + 4;
 
 /// Image states reported to the application and the server.
@@ -114,6 +124,21 @@ pub enum BootError<E> {
     Flash(E),
     /// There is no trial to confirm or reject.
     NoTrial,
+    /// No valid boot-state copy, and the area is not erased: it was damaged. Never read as
+    /// the factory default (that would reset the anti-rollback counter to 0).
+    Corrupt,
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for BootError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootError::Flash(e) => write!(f, "flash error: {e}"),
+            BootError::NoTrial => f.write_str("no trial image to confirm or reject"),
+            BootError::Corrupt => {
+                f.write_str("the boot state is corrupt (no valid copy, area not erased)")
+            }
+        }
+    }
 }
 
 impl<E> From<E> for BootError<E> {
@@ -141,7 +166,8 @@ fn get_candidate(r: &mut Reader<'_>) -> Option<Candidate> {
 }
 
 impl BootState {
-    fn encode(&self) -> [u8; ENCODED_LEN] {
+    /// The record payload (fixed length, little endian).
+    pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
         let mut w = Writer {
             buf: &mut out,
@@ -184,7 +210,11 @@ impl BootState {
         out
     }
 
-    fn decode(b: &[u8]) -> Option<BootState> {
+    /// Decode a record payload; `None` unless it is exactly one well-formed boot state.
+    pub fn decode(b: &[u8]) -> Option<BootState> {
+        if b.len() != ENCODED_LEN {
+            return None;
+        }
         let mut r = Reader { buf: b, pos: 0 };
         let active = Slot::from_u8(r.u8()?)?;
         let installed_sequence = u64::from_le_bytes(r.array()?);
@@ -212,13 +242,21 @@ impl BootState {
         })
     }
 
-    /// Load the newest valid boot state; the default (slot A, counter 0) if none.
-    pub fn load<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<BootState, F::Error> {
+    /// Load the newest valid boot state; the factory default (slot A, counter 0) only if the
+    /// area is fully erased; [`BootError::Corrupt`] if no copy is valid and it is not erased.
+    pub fn load<F: NorFlash>(
+        flash: &mut F,
+        layout: &Layout,
+    ) -> Result<BootState, BootError<F::Error>> {
         let mut buf = [0u8; ENCODED_LEN];
-        let n = RecordStore::new(layout.boot_state, BOOT_MAGIC).read(flash, &mut buf)?;
-        Ok(n.and_then(|n| buf.get(..n))
-            .and_then(BootState::decode)
-            .unwrap_or_default())
+        match RecordStore::new(layout.boot_state, BOOT_MAGIC).read_stored(flash, &mut buf)? {
+            Stored::Valid(n) => buf
+                .get(..n)
+                .and_then(BootState::decode)
+                .ok_or(BootError::Corrupt),
+            Stored::Erased => Ok(BootState::default()),
+            Stored::Corrupt => Err(BootError::Corrupt),
+        }
     }
 
     /// Persist (power-loss safe).
@@ -257,10 +295,11 @@ pub fn slot_digest<F: NorFlash>(
 }
 
 /// The boot-time slot selection (what a bootloader does before jumping to an image).
+/// [`BootError::Corrupt`] if the boot state is damaged (see the module docs: fail closed).
 pub fn select_boot_slot<F: NorFlash>(
     flash: &mut F,
     layout: &Layout,
-) -> Result<BootDecision, F::Error> {
+) -> Result<BootDecision, BootError<F::Error>> {
     let mut st = BootState::load(flash, layout)?;
     match st.trial {
         None => Ok(BootDecision {
@@ -377,6 +416,124 @@ mod tests {
             last: Some((ImageState::Testing, [2; 32])),
         };
         assert_eq!(BootState::decode(&st.encode()), Some(st));
-        assert!(ENCODED_LEN as u32 + crate::record::HEADER_LEN <= crate::journal::RECORD_CAPACITY);
+        assert!(
+            ENCODED_LEN as u32 + crate::record::HEADER_SPACE <= crate::journal::RECORD_CAPACITY
+        );
+    }
+
+    #[test]
+    fn an_erased_boot_state_is_the_factory_default_and_a_damaged_one_fails_closed() {
+        use crate::sim::SimFlash;
+        let layout = Layout::packed(4096, 1024);
+        for mut f in [
+            SimFlash::<1024, 4>::new(layout.end() as usize),
+            SimFlash::<1024, 4>::new_write_once(layout.end() as usize, 32),
+        ] {
+            // Factory-fresh: slot A, counter 0.
+            assert_eq!(BootState::load(&mut f, &layout), Ok(BootState::default()));
+            let d = select_boot_slot(&mut f, &layout);
+            assert_eq!(d.map(|d| (d.slot, d.trial)), Ok((Slot::A, false)));
+            // Provisioned in slot B with counter 7, then stored again (two valid copies).
+            provision(&mut f, &layout, Slot::B, [3; 32], 7).ok();
+            let st = BootState::load(&mut f, &layout).ok();
+            assert_eq!(
+                st.map(|s| (s.active, s.installed_sequence)),
+                Some((Slot::B, 7))
+            );
+            st.map(|s| s.store(&mut f, &layout));
+            // Damage both copies: never slot A with counter 0 again.
+            let copy = layout.boot_state.size / 2;
+            f.corrupt(layout.boot_state.offset + 40, 0x10);
+            assert_eq!(
+                BootState::load(&mut f, &layout).map(|s| s.installed_sequence),
+                Ok(7),
+                "one damaged copy: the other one is used"
+            );
+            f.corrupt(layout.boot_state.offset + copy + 40, 0x10);
+            assert_eq!(BootState::load(&mut f, &layout), Err(BootError::Corrupt));
+            assert_eq!(select_boot_slot(&mut f, &layout), Err(BootError::Corrupt));
+            assert_eq!(confirm(&mut f, &layout), Err(BootError::Corrupt));
+            assert_eq!(reject(&mut f, &layout), Err(BootError::Corrupt));
+            // Re-provisioning from a trusted source is the way back.
+            provision(&mut f, &layout, Slot::B, [3; 32], 7).ok();
+            assert_eq!(
+                BootState::load(&mut f, &layout).map(|s| (s.active, s.installed_sequence)),
+                Ok((Slot::B, 7))
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_record_that_is_not_a_boot_state_fails_closed() {
+        use crate::sim::SimFlash;
+        let layout = Layout::packed(4096, 1024);
+        let mut f = SimFlash::<1024, 4>::new(layout.end() as usize);
+        let mut bad = BootState::default().encode();
+        bad[0] = 9; // no such slot
+        RecordStore::new(layout.boot_state, BOOT_MAGIC)
+            .write(&mut f, &bad)
+            .ok();
+        assert_eq!(BootState::load(&mut f, &layout), Err(BootError::Corrupt));
+    }
+
+    fn slot(b: bool) -> Slot {
+        if b { Slot::B } else { Slot::A }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_boot_state_round_trips_through_its_encoding(
+            active: bool, seq: u64, digest: [u8; 32], kind in 0u8..3,
+            c in (proptest::prelude::any::<bool>(), proptest::prelude::any::<u64>(),
+                  proptest::prelude::any::<[u8; 32]>(), proptest::prelude::any::<u32>()),
+            last in 0u8..5, last_digest: [u8; 32],
+        ) {
+            let cand = Candidate { slot: slot(c.0), sequence: c.1, image_digest: c.2, manifest_digest: digest, size: c.3 };
+            let st = BootState {
+                active: slot(active),
+                installed_sequence: seq,
+                active_digest: digest,
+                trial: match kind { 0 => None, 1 => Some(Trial::Pending(cand)), _ => Some(Trial::Booted(cand)) },
+                last: ImageState::from_u8(last).map(|s| (s, last_digest)),
+            };
+            proptest::prop_assert_eq!(BootState::decode(&st.encode()), Some(st));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics_and_what_decodes_round_trips(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)
+        ) {
+            if let Some(st) = BootState::decode(&bytes) {
+                proptest::prop_assert_eq!(bytes.len(), ENCODED_LEN);
+                proptest::prop_assert_eq!(BootState::decode(&st.encode()), Some(st));
+            }
+        }
+
+        #[test]
+        fn arbitrary_area_contents_load_as_a_state_or_as_corrupt_never_as_a_guess(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            use crate::sim::SimFlash;
+            let layout = Layout::packed(4096, 1024);
+            let mut f = SimFlash::<1024, 4>::new(layout.end() as usize);
+            for (i, &b) in bytes.iter().enumerate() {
+                f.corrupt(layout.boot_state.offset + i as u32, 0xFF ^ b);
+            }
+            let erased = bytes.iter().all(|&b| b == 0xFF);
+            match BootState::load(&mut f, &layout) {
+                Ok(st) if erased => proptest::prop_assert_eq!(st, BootState::default()),
+                Ok(_) => {}
+                Err(e) => {
+                    proptest::prop_assert_eq!(e, BootError::Corrupt);
+                    proptest::prop_assert!(!erased);
+                }
+            }
+            // A record with a valid CRC whose payload is not a boot state is corrupt too.
+            let mut g = SimFlash::<1024, 4>::new(layout.end() as usize);
+            RecordStore::new(layout.boot_state, BOOT_MAGIC).write(&mut g, &payload).ok();
+            let want = BootState::decode(&payload).ok_or(BootError::Corrupt);
+            proptest::prop_assert_eq!(BootState::load(&mut g, &layout), want);
+        }
     }
 }

@@ -19,9 +19,11 @@ pub const REJECTED_CAPACITY: usize = 4;
 /// Bytes a journal or boot-state record copy must hold (header included).
 pub const RECORD_CAPACITY: u32 = 512;
 
-const JOURNAL_MAGIC: u32 = 0x4C4E_524A; // "JRNL"
+/// Magic of the journal records (see [`RecordStore`]).
+pub const JOURNAL_MAGIC: u32 = 0x4C4E_524A; // "JRNL"
 const ENVELOPE_MAGIC: u32 = 0x4C56_4E45; // "ENVL"
-const ENCODED_LEN: usize = 1 + 32 + 1 + MAX_TOKEN_LEN + 4 + 8 + 1 + 32 * REJECTED_CAPACITY;
+/// Bytes of an encoded journal (the record payload).
+pub const ENCODED_LEN: usize = 1 + 32 + 1 + MAX_TOKEN_LEN + 4 + 8 + 1 + 32 * REJECTED_CAPACITY;
 
 /// Where the update in progress stands, as persisted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +142,8 @@ impl Journal {
         digest != &[0; 32] && self.rejected.iter().any(|d| d == digest)
     }
 
-    fn encode(&self) -> [u8; ENCODED_LEN] {
+    /// The record payload (fixed length, little endian).
+    pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
         let mut w = Writer {
             buf: &mut out,
@@ -159,7 +162,11 @@ impl Journal {
         out
     }
 
-    fn decode(b: &[u8]) -> Option<Journal> {
+    /// Decode a record payload; `None` unless it is exactly one well-formed journal.
+    pub fn decode(b: &[u8]) -> Option<Journal> {
+        if b.len() != ENCODED_LEN {
+            return None;
+        }
         let mut r = Reader { buf: b, pos: 0 };
         let phase = Phase::from_u8(r.u8()?)?;
         let manifest_digest = r.array::<32>()?;
@@ -232,9 +239,15 @@ impl Journal {
     }
 }
 
-/// An offset entry is `offset | !offset` (little endian), offset non-zero. Under NOR
-/// programming (bits only go 1 -> 0), any partially written entry fails this check.
-fn decode_offset_entry(e: &[u8; ENTRY_LEN as usize]) -> Option<u32> {
+/// Decode an appended offset entry: `offset | !offset` (little endian), offset non-zero, the
+/// rest of the unit erased. Under NOR programming (bits only go 1 -> 0), any partially written
+/// entry fails this check.
+pub fn decode_offset_entry(e: &[u8; ENTRY_LEN as usize]) -> Option<u32> {
+    if e.get(8..)
+        .is_some_and(|rest| rest.iter().any(|&b| b != 0xFF))
+    {
+        return None;
+    }
     let a = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
     let b = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
     (a != 0 && a == !b).then_some(a)
@@ -310,7 +323,7 @@ mod tests {
         };
         j.reject([9; 32]);
         assert_eq!(Journal::decode(&j.encode()), Some(j));
-        assert!(ENCODED_LEN as u32 + crate::record::HEADER_LEN <= RECORD_CAPACITY);
+        assert!(ENCODED_LEN as u32 + crate::record::HEADER_SPACE <= RECORD_CAPACITY);
     }
 
     #[test]
@@ -381,5 +394,51 @@ mod tests {
         j.clear();
         assert!(j.is_rejected(&[2; 32]));
         assert!(Token::new(&[0; 65]).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics_and_what_decodes_round_trips(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)
+        ) {
+            if let Some(j) = Journal::decode(&bytes) {
+                proptest::prop_assert_eq!(bytes.len(), ENCODED_LEN);
+                proptest::prop_assert_eq!(Journal::decode(&j.encode()), Some(j));
+            }
+        }
+
+        #[test]
+        fn offset_entries_decode_only_when_whole(
+            offset in 1u32.., cut in 0usize..ENTRY_LEN as usize, noise: u8
+        ) {
+            let mut e = [0xFFu8; ENTRY_LEN as usize];
+            e[0..4].copy_from_slice(&offset.to_le_bytes());
+            e[4..8].copy_from_slice(&(!offset).to_le_bytes());
+            proptest::prop_assert_eq!(decode_offset_entry(&e), Some(offset));
+            // What a cut leaves: a programmed prefix, then a byte with only some bits cleared.
+            let mut partial = [0xFFu8; ENTRY_LEN as usize];
+            partial[..cut].copy_from_slice(&e[..cut]);
+            partial[cut] = e[cut] | noise;
+            if partial != e {
+                proptest::prop_assert_eq!(decode_offset_entry(&partial), None);
+            }
+        }
+
+        #[test]
+        fn arbitrary_area_contents_load_without_panicking_and_store_back(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            use crate::sim::SimFlash;
+            let layout = Layout::packed(4096, 1024);
+            let mut f = SimFlash::<1024, 4>::new_write_once(layout.end() as usize, 32);
+            for (i, &b) in bytes.iter().enumerate() {
+                f.corrupt(layout.journal.offset + i as u32, 0xFF ^ b);
+            }
+            let j = Journal::load(&mut f, &layout);
+            proptest::prop_assert!(j.is_ok());
+            let j = j.unwrap_or_default();
+            proptest::prop_assert_eq!(j.store(&mut f, &layout), Ok(()));
+            proptest::prop_assert_eq!(Journal::load(&mut f, &layout), Ok(j));
+        }
     }
 }

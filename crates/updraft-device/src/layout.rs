@@ -6,6 +6,18 @@
 //! ```
 //! Every region starts and ends on an erase-sector boundary, so erasing one never touches
 //! another: the boot state and the resume journal live in different sectors.
+//!
+//! # Program units
+//!
+//! Many microcontroller flashes (STM32L4/G4/H7/U5, nRF parts with ECC) allow one program per
+//! flash word (8 to 32 bytes) per erase, and the `embedded-storage` `NorFlash` contract forbids
+//! writing a word twice unless the driver is a `MultiwriteNorFlash`. The core therefore writes
+//! the flash in aligned [`PROGRAM_UNIT`]-byte units (32 bytes, the largest word in use), each
+//! unit in one write call and at most once between two erases of its sector, whatever
+//! `WRITE_SIZE` the driver declares: records pad their header and payload to whole units,
+//! journal entries are one unit each, image bytes are written in whole units. The one place
+//! where this costs something is the resume of an interrupted download (see
+//! [`Layout::multiwrite`]).
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
@@ -76,6 +88,15 @@ pub struct Layout {
     pub journal: Region,
     /// The persisted manifest envelope: two alternating copies.
     pub envelope: Region,
+    /// Whether the flash may program a word again without an erase (bits only go 1 -> 0, the
+    /// `embedded-storage` `MultiwriteNorFlash` property: plain NOR, the agent's file flash).
+    /// `false` ([`Layout::packed`]'s default, right for every flash): an interrupted download
+    /// resumes from the start of the sector holding the durable offset (the words after that
+    /// offset may have been programmed, or half programmed, by the write the cut interrupted),
+    /// so it downloads again up to one sector plus one block (one block when the block size is a
+    /// multiple of the sector size). `true`: it resumes at the durable offset and downloads at
+    /// most one block again, rewriting the interrupted words with the same bytes.
+    pub multiwrite: bool,
 }
 
 /// Why a layout does not fit the flash.
@@ -87,12 +108,17 @@ pub enum LayoutError {
     Overlap,
     /// A record copy is too small for its record (the envelope needs `MAX_ENVELOPE_LEN` + 16).
     TooSmall,
-    /// The flash write granularity is not a divisor of 16 bytes.
+    /// The flash write granularity is not a divisor of [`PROGRAM_UNIT`] bytes, or the erase
+    /// size not a multiple of it.
     UnsupportedWriteSize,
 }
 
-/// Largest write granularity supported (records pad to it with a stack buffer).
-pub const MAX_WRITE_SIZE: usize = 16;
+/// The unit the core programs flash in (aligned, whole, at most once per erase): 32 bytes, the
+/// largest flash word of the microcontrollers in use (STM32H7), a multiple of every smaller one.
+pub const PROGRAM_UNIT: usize = 32;
+
+/// Largest write granularity supported (the program unit).
+pub const MAX_WRITE_SIZE: usize = PROGRAM_UNIT;
 
 impl Layout {
     /// A layout that packs two slots of `slot_size` bytes and the record areas from offset 0;
@@ -100,7 +126,7 @@ impl Layout {
     pub fn packed(slot_size: u32, sector: u32) -> Layout {
         let round = |n: u32| n.div_ceil(sector) * sector;
         let small = round(crate::journal::RECORD_CAPACITY);
-        let env = round(updraft_manifest::MAX_ENVELOPE_LEN as u32 + crate::record::HEADER_LEN);
+        let env = round(updraft_manifest::MAX_ENVELOPE_LEN as u32 + crate::record::HEADER_SPACE);
         let slot_a = Region {
             offset: 0,
             size: slot_size,
@@ -127,6 +153,7 @@ impl Layout {
             boot_state,
             journal,
             envelope,
+            multiwrite: false,
         }
     }
 
@@ -149,6 +176,7 @@ impl Layout {
         if F::WRITE_SIZE == 0
             || F::WRITE_SIZE > MAX_WRITE_SIZE
             || !MAX_WRITE_SIZE.is_multiple_of(F::WRITE_SIZE)
+            || !F::ERASE_SIZE.is_multiple_of(PROGRAM_UNIT)
         {
             return Err(LayoutError::UnsupportedWriteSize);
         }
@@ -181,7 +209,7 @@ impl Layout {
         }
         let copy = |r: &Region| r.size / 2;
         if copy(&self.envelope)
-            < updraft_manifest::MAX_ENVELOPE_LEN as u32 + crate::record::HEADER_LEN
+            < updraft_manifest::MAX_ENVELOPE_LEN as u32 + crate::record::HEADER_SPACE
             || copy(&self.journal) < crate::journal::RECORD_CAPACITY
             || copy(&self.boot_state) < crate::journal::RECORD_CAPACITY
         {
@@ -191,14 +219,15 @@ impl Layout {
     }
 }
 
-/// Write `data` at an offset aligned to `F::WRITE_SIZE`; the tail is padded with 0xFF.
-/// The layout check guarantees `F::WRITE_SIZE <= MAX_WRITE_SIZE`.
+/// Write `data` at an offset aligned to [`PROGRAM_UNIT`], padded with 0xFF to whole units: the
+/// aligned head in one write, the last partial unit padded in a second one, so no unit is
+/// programmed twice. The layout check guarantees `F::WRITE_SIZE` divides the unit.
 pub(crate) fn write_padded<F: NorFlash>(
     flash: &mut F,
     offset: u32,
     data: &[u8],
 ) -> Result<(), F::Error> {
-    let w = F::WRITE_SIZE.clamp(1, MAX_WRITE_SIZE);
+    let w = PROGRAM_UNIT;
     let aligned = data.len() - data.len() % w;
     let (head, tail) = data.split_at(aligned);
     if !head.is_empty() {

@@ -17,9 +17,9 @@
 //! | [`journal`] | the resume journal (digest, token, durable offset) and the persisted envelope |
 //! | [`boot`] | A/B boot state, trial boot, confirm / reject / revert, anti-rollback counter |
 //! | [`record`] | two-copy CRC records: the power-loss-safe write every persistent state uses |
-//! | [`layout`] | where slots and records live on the flash |
+//! | [`layout`] | where slots and records live on the flash; the 32-byte program unit |
 //! | [`stats`] | block counters |
-//! | `sim` (feature `sim`) | simulated NOR flash with power cuts, and a simulated device harness |
+//! | `sim` (feature `sim`) | simulated flash (NOR, or write-once per erase with a word size) with power cuts, and a simulated device harness |
 //!
 //! # Why it is safe
 //!
@@ -27,8 +27,13 @@
 //!   size bound, expiry); image bytes are hashed as they arrive and nothing past the signed size
 //!   is taken; a digest mismatch installs nothing.
 //! * Every persistent state (boot state, journal, envelope) is a two-copy record whose newest
-//!   valid copy is never erased ([`record`]); the journal is rewritten after each block, so a
-//!   cut re-downloads at most one block.
+//!   valid copy is never erased ([`record`]); the journal's durable offset moves after each
+//!   block, so a cut re-downloads at most one block on multiwrite NOR flash, at most one sector
+//!   on any other ([`Layout::multiwrite`]).
+//! * Flash is programmed in aligned 32-byte units, each once per erase ([`layout`]), so the
+//!   core is correct on flash with ECC words (one program per 8 to 32-byte word) too.
+//! * A damaged boot state is an error ([`boot::BootError::Corrupt`]), never a silent return to
+//!   slot A with the anti-rollback counter at 0.
 //! * A new image boots once in test mode and must confirm itself; the anti-rollback counter
 //!   moves only at the confirm, so the old image stays bootable until then ([`boot`]).
 //!

@@ -3,9 +3,18 @@
 //!
 //! The flash behaves like NOR: erase sets a sector to 0xFF, a write can only clear bits
 //! (writing a 1 over a 0 is an error), every write and erase is counted (and per-sector wear).
+//! It has two programming modes ([`Programming`]): plain NOR ([`SimFlash::new`]), where a word
+//! may be programmed again (`old & new`), and write-once per erase with a word size
+//! ([`SimFlash::new_write_once`], flash with ECC words such as STM32L4/G4/H7/U5): programming
+//! any byte of a word that was programmed since its last erase is an error
+//! ([`SimError::WordProgrammed`]), not a silent `old & new`.
 //! [`SimFlash::cut_power_at`] makes the n-th next operation fail half-done (a write leaves a
 //! prefix of its bytes and one partially programmed byte; an erase leaves the sector partially
-//! erased) and every later operation fail until [`SimFlash::reboot`]. Contents survive reboots.
+//! erased) and every later operation fail until [`SimFlash::reboot`]; in write-once mode every
+//! word the cut write reached counts as programmed (even if it still reads 0xFF, as a half
+//! programmed ECC word can), and a cut erase leaves the whole sector programmed (it must be
+//! erased again). [`SimFlash::then_cut_after_reboot`] schedules a second cut in the boot that
+//! follows. Contents survive reboots.
 
 use std::vec;
 use std::vec::Vec;
@@ -15,7 +24,7 @@ use embedded_storage::nor_flash::{
 };
 
 use crate::auth::Decision;
-use crate::boot::{self, BootDecision, BootState};
+use crate::boot::{self, BootDecision, BootError, BootState};
 use crate::layout::Slot;
 use crate::object5::OpError;
 use crate::update::{Action, Config, Event, UpdateCore};
@@ -32,8 +41,25 @@ pub enum SimError {
         /// Address of the first offending byte.
         offset: u32,
     },
+    /// Write-once mode: the word at `offset` was already programmed since its last erase.
+    WordProgrammed {
+        /// Address of the first byte of the word.
+        offset: u32,
+    },
     /// The power is off (a cut happened, [`SimFlash::reboot`] not called yet).
     PowerCut,
+}
+
+/// How the simulated flash may be programmed between two erases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Programming {
+    /// Plain NOR: a word may be programmed again, clearing more bits (`old & new`).
+    Nor,
+    /// One program per `word`-byte word per erase (flash with ECC words).
+    WriteOnce {
+        /// Word size in bytes (a power of two, a multiple of the write size).
+        word: usize,
+    },
 }
 
 impl NorFlashError for SimError {
@@ -57,11 +83,39 @@ pub struct SimFlash<const ERASE: usize = 4096, const WRITE: usize = 4> {
     dead: bool,
     rng: u64,
     violations: u64,
+    word_violations: u64,
+    programming: Programming,
+    programmed: Vec<bool>,
+    cut_after_reboot: Option<u64>,
 }
 
 impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
-    /// An erased flash of `size` bytes (rounded up to whole sectors).
+    /// An erased plain NOR flash of `size` bytes (rounded up to whole sectors).
     pub fn new(size: usize) -> Self {
+        Self::with_programming(size, Programming::Nor)
+    }
+
+    /// An erased write-once flash of `size` bytes with `word`-byte words: a word is programmed
+    /// at most once between two erases of its sector.
+    ///
+    /// # Panics
+    /// If `word` is not a power of two that is a multiple of `WRITE` and divides `ERASE`.
+    pub fn new_write_once(size: usize, word: usize) -> Self {
+        Self::with_programming(size, Programming::WriteOnce { word })
+    }
+
+    /// An erased flash of `size` bytes in the given programming mode.
+    ///
+    /// # Panics
+    /// On a write-once word size that is not a power of two, a multiple of `WRITE` and a
+    /// divisor of `ERASE` (a harness configuration error).
+    pub fn with_programming(size: usize, programming: Programming) -> Self {
+        if let Programming::WriteOnce { word } = programming {
+            assert!(
+                word.is_power_of_two() && word.is_multiple_of(WRITE) && ERASE.is_multiple_of(word),
+                "word size {word} does not fit writes of {WRITE} and sectors of {ERASE}"
+            );
+        }
         let sectors = size.div_ceil(ERASE);
         Self {
             mem: vec![0xFF; sectors * ERASE],
@@ -72,7 +126,43 @@ impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
             dead: false,
             rng: 0x9E37_79B9_7F4A_7C15,
             violations: 0,
+            word_violations: 0,
+            programming,
+            programmed: vec![false; sectors * ERASE / Self::word_of(programming)],
+            cut_after_reboot: None,
         }
+    }
+
+    fn word_of(p: Programming) -> usize {
+        match p {
+            Programming::Nor => WRITE.max(1),
+            Programming::WriteOnce { word } => word,
+        }
+    }
+
+    /// The programming mode.
+    pub fn programming(&self) -> Programming {
+        self.programming
+    }
+
+    /// Write-once mode: writes refused because they would program a word a second time
+    /// between erases (a bug in the writer). Always 0 in NOR mode.
+    pub fn word_violations(&self) -> u64 {
+        self.word_violations
+    }
+
+    /// Flip bits of a stored byte (`byte ^= mask`), as bit rot or a bad copy would: no
+    /// operation is counted. Out-of-range offsets are ignored.
+    pub fn corrupt(&mut self, offset: u32, mask: u8) {
+        if let Some(b) = self.mem.get_mut(offset as usize) {
+            *b ^= mask;
+        }
+    }
+
+    /// After the next cut, when [`reboot`](Self::reboot) powers the flash on again, make the
+    /// `n`-th operation from then on (1-based) fail half-done too (a cut during recovery).
+    pub fn then_cut_after_reboot(&mut self, n: u64) {
+        self.cut_after_reboot = Some(n.max(1));
     }
 
     /// Writes plus erases so far.
@@ -122,9 +212,40 @@ impl<const ERASE: usize, const WRITE: usize> SimFlash<ERASE, WRITE> {
     }
 
     /// Power back on. Contents are kept; a cut scheduled for a later operation stays
-    /// scheduled (so a sweep also reaches the operations after a requested reboot).
+    /// scheduled (so a sweep also reaches the operations after a requested reboot). After a
+    /// cut, a cut requested with [`then_cut_after_reboot`](Self::then_cut_after_reboot) is
+    /// scheduled now.
     pub fn reboot(&mut self) {
+        if self.dead
+            && let Some(n) = self.cut_after_reboot.take()
+        {
+            self.cut_at = Some(self.ops() + n);
+        }
         self.dead = false;
+    }
+
+    /// Write-once mode: mark the words overlapping `[from, to)` programmed or erased.
+    fn mark(&mut self, from: usize, to: usize, programmed: bool) {
+        if let Programming::WriteOnce { word } = self.programming {
+            if to <= from {
+                return;
+            }
+            for w in from / word..to.div_ceil(word) {
+                if let Some(p) = self.programmed.get_mut(w) {
+                    *p = programmed;
+                }
+            }
+        }
+    }
+
+    /// Write-once mode: the first programmed word overlapping `[from, to)`.
+    fn first_programmed(&self, from: usize, to: usize) -> Option<u32> {
+        let Programming::WriteOnce { word } = self.programming else {
+            return None;
+        };
+        (from / word..to.div_ceil(word))
+            .find(|&w| self.programmed.get(w).copied().unwrap_or(false))
+            .map(|w| (w * word) as u32)
     }
 
     fn next_rand(&mut self) -> u64 {
@@ -197,10 +318,13 @@ impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE>
                     *b = if i < from + keep { 0xFF } else { *b | noise };
                 }
             }
+            // Half erased: nothing in it may be programmed before a complete erase.
+            self.mark(from, to, true);
             self.dead = true;
             return Err(SimError::PowerCut);
         }
         self.mem[from..to].fill(0xFF);
+        self.mark(from, to, false);
         Ok(())
     }
 
@@ -214,6 +338,13 @@ impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE>
         }
         let cut = self.begin()?;
         self.writes += 1;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if let Some(word) = self.first_programmed(start, start + bytes.len()) {
+            self.word_violations += 1;
+            return Err(SimError::WordProgrammed { offset: word });
+        }
         for (i, (&old, &new)) in self.mem[start..].iter().zip(bytes).enumerate() {
             if new & !old != 0 {
                 self.violations += 1;
@@ -228,12 +359,14 @@ impl<const ERASE: usize, const WRITE: usize> NorFlash for SimFlash<ERASE, WRITE>
                 let noise = if i == done { self.next_rand() as u8 } else { 0 };
                 self.mem[start + i] &= new | noise;
             }
+            self.mark(start, start + done + 1, true);
             self.dead = true;
             return Err(SimError::PowerCut);
         }
         for (m, &new) in self.mem[start..].iter_mut().zip(bytes) {
             *m &= new;
         }
+        self.mark(start, start + bytes.len(), true);
         Ok(())
     }
 }
@@ -280,6 +413,16 @@ pub struct ResumePoint {
     pub fetched_after: u32,
 }
 
+/// One boot of a [`SimDevice`]: the bootloader's decision and which known image (an index into
+/// [`SimDevice::known_images`]) the booted slot holds, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootRecord {
+    /// The slot selection.
+    pub decision: BootDecision,
+    /// Index of the known image whose digest the booted slot has; `None`: none of them.
+    pub image: Option<usize>,
+}
+
 /// A simulated device: the core over a simulated flash, with a runtime loop that serves the
 /// core's actions (manifest, blocks, authorization, reboots with boot-time slot selection and a
 /// self-test), and that power-cycles the device when the flash loses power.
@@ -310,6 +453,19 @@ pub struct SimDevice<'k, const ERASE: usize = 4096, const WRITE: usize = 4> {
     pub resume_points: Vec<ResumePoint>,
     /// The boot state found at every boot (after the slot selection).
     pub boot_log: Vec<BootState>,
+    /// Images the harness recognises in a booted slot (see [`boots`](Self::boots)).
+    pub known_images: Vec<Vec<u8>>,
+    /// Every completed slot selection, with the image the booted slot holds.
+    pub boots: Vec<BootRecord>,
+    /// Flash operations taken by each [`power_on`](Self::power_on) (slot selection, core start,
+    /// self-test and confirm or reject), power cuts during it included.
+    pub boot_ops: Vec<u64>,
+    /// The boot state was found corrupt at a power-on: the device stays off (fails closed).
+    pub boot_state_corrupt: bool,
+    /// Flash operations of the recovery after the first power cut: from the power-on after it
+    /// to the end of that boot (slot selection, core start, self-test), cuts included.
+    pub recovery_ops: Option<u64>,
+    recovery_start: Option<u64>,
     awaiting_resume: Option<u32>,
 }
 
@@ -330,6 +486,12 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
             reboots: 0,
             resume_points: Vec::new(),
             boot_log: Vec::new(),
+            known_images: Vec::new(),
+            boots: Vec::new(),
+            boot_ops: Vec::new(),
+            boot_state_corrupt: false,
+            recovery_ops: None,
+            recovery_start: None,
             awaiting_resume: None,
         }
     }
@@ -352,16 +514,46 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
     }
 
     /// Boot: the bootloader picks a slot, the core starts, a trial image runs its self-test.
-    /// Repeats after a power cut during any of it.
+    /// Repeats after a power cut during any of it. A corrupt boot state stops it: the device
+    /// stays off ([`boot_state_corrupt`](Self::boot_state_corrupt)).
     pub fn power_on(&mut self) {
+        let before = self.flash.ops();
+        self.power_on_inner();
+        self.boot_ops.push(self.flash.ops() - before);
+        if let Some(start) = self.recovery_start.take() {
+            self.recovery_ops = Some(self.flash.ops() - start);
+        }
+    }
+
+    fn power_on_inner(&mut self) {
         for _ in 0..100 {
             self.core = None;
+            if self.flash.is_dead() && self.recovery_ops.is_none() && self.recovery_start.is_none()
+            {
+                self.recovery_start = Some(self.flash.ops());
+            }
             self.flash.reboot();
-            let Ok(decision) = boot::select_boot_slot(&mut self.flash, &self.config.layout) else {
-                self.power_cuts += 1;
-                continue;
+            let decision = match boot::select_boot_slot(&mut self.flash, &self.config.layout) {
+                Ok(d) => d,
+                Err(BootError::Corrupt) => {
+                    self.boot_state_corrupt = true;
+                    return;
+                }
+                Err(_) => {
+                    self.power_cuts += 1;
+                    continue;
+                }
             };
             self.booted = Some(decision);
+            let slot = self.config.layout.slot(decision.slot);
+            let image = (0..self.known_images.len()).find(|&i| {
+                let img = &self.known_images[i];
+                let len = img.len() as u32;
+                len <= slot.size
+                    && boot::slot_digest(&mut self.flash, &self.config.layout, decision.slot, len)
+                        .is_ok_and(|d| d == crate::verify::sha256(img))
+            });
+            self.boots.push(BootRecord { decision, image });
             if let Ok(st) = BootState::load(&mut self.flash, &self.config.layout) {
                 self.boot_log.push(st);
             }
@@ -468,9 +660,9 @@ impl<'k, const ERASE: usize, const WRITE: usize> SimDevice<'k, ERASE, WRITE> {
         steps
     }
 
-    /// The persisted boot state.
+    /// The persisted boot state. Panics if it cannot be read (harness use only).
     pub fn boot_state(&mut self) -> BootState {
-        BootState::load(&mut self.flash, &self.config.layout).unwrap_or_default()
+        BootState::load(&mut self.flash, &self.config.layout).expect("boot state readable")
     }
 
     /// SHA-256 of the first `len` bytes of the slot that booted last.
@@ -522,15 +714,108 @@ mod tests {
 
     #[test]
     fn cut_erase_leaves_the_sector_partially_erased() {
-        let mut f = SimFlash::<256, 4>::new(1024);
-        f.write(0, &[0; 256]).ok();
-        f.cut_power_at(1);
-        assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
-        f.reboot();
-        let s = &f.contents()[..256];
-        assert!(s.iter().any(|&b| b != 0xFF) || s.iter().all(|&b| b == 0xFF));
+        for seed in 1..=16u64 {
+            let mut f = SimFlash::<256, 4>::new(1024);
+            f.seed(seed);
+            f.write(0, &[0; 256]).ok();
+            f.cut_power_at(1);
+            assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
+            f.reboot();
+            let s = &f.contents()[..256];
+            // Neither done nor untouched: an erased prefix, then bits set at random.
+            assert_ne!(s, &[0xFF; 256][..], "seed {seed}: the cut erase completed");
+            assert_ne!(
+                s,
+                &[0x00; 256][..],
+                "seed {seed}: the cut erase did nothing"
+            );
+            assert_eq!(f.erase(0, 256), Ok(()));
+            assert!(f.contents()[..256].iter().all(|&b| b == 0xFF));
+            assert_eq!(f.wear()[0], 2);
+        }
+    }
+
+    #[test]
+    fn write_once_mode_refuses_a_second_program_of_a_word_until_its_erase() {
+        let mut f = SimFlash::<256, 4>::new_write_once(1024, 16);
+        assert_eq!(f.write(0, &[0xFF, 0x0F, 0xFF, 0xFF]), Ok(()));
+        // Same word (bytes 0..16), other bytes, even bits still at 1: refused.
+        assert_eq!(
+            f.write(4, &[0x00; 4]),
+            Err(SimError::WordProgrammed { offset: 0 })
+        );
+        assert_eq!(
+            f.write(0, &[0x0F, 0x0F, 0xFF, 0xFF]),
+            Err(SimError::WordProgrammed { offset: 0 })
+        );
+        // A write spanning a programmed word is refused as a whole.
+        assert_eq!(
+            f.write(12, &[0; 8]),
+            Err(SimError::WordProgrammed { offset: 0 })
+        );
+        assert_eq!(f.contents()[12..20], [0xFF; 8]);
+        assert_eq!(f.word_violations(), 3);
+        assert_eq!(f.write(16, &[0; 16]), Ok(()));
         assert_eq!(f.erase(0, 256), Ok(()));
-        assert!(f.contents()[..256].iter().all(|&b| b == 0xFF));
-        assert_eq!(f.wear()[0], 2);
+        assert_eq!(f.write(4, &[0x00; 4]), Ok(()));
+        assert_eq!(f.write(32, &[0x00; 4]), Ok(()));
+        // The same sequence is fine on NOR.
+        let mut n = SimFlash::<256, 4>::new(1024);
+        assert_eq!(n.write(0, &[0xFF, 0x0F, 0xFF, 0xFF]), Ok(()));
+        assert_eq!(n.write(4, &[0x00; 4]), Ok(()));
+        assert_eq!(n.write(0, &[0x0F, 0x0F, 0xFF, 0xFF]), Ok(()));
+        assert_eq!(n.word_violations(), 0);
+    }
+
+    #[test]
+    fn write_once_mode_counts_every_word_a_cut_reached_as_programmed() {
+        for seed in 1..=16u64 {
+            let mut f = SimFlash::<256, 8>::new_write_once(1024, 8);
+            f.seed(seed);
+            f.cut_power_at(1);
+            assert_eq!(f.write(0, &[0x00; 64]), Err(SimError::PowerCut));
+            f.reboot();
+            let reached = f.contents()[..64]
+                .iter()
+                .rposition(|&b| b != 0xFF)
+                .map_or(0, |i| i / 8 + 1);
+            // Every word up to the last one that changed is programmed (so may be the next:
+            // the cut's partial byte can still read 0xFF).
+            for w in 0..reached {
+                assert_eq!(
+                    f.write(w as u32 * 8, &[0; 8]),
+                    Err(SimError::WordProgrammed {
+                        offset: w as u32 * 8
+                    }),
+                    "seed {seed} word {w}"
+                );
+            }
+            // A cut erase leaves the sector to be erased again before any program.
+            f.cut_power_at(1);
+            assert_eq!(f.erase(0, 256), Err(SimError::PowerCut));
+            f.reboot();
+            assert_eq!(
+                f.write(128, &[0; 8]),
+                Err(SimError::WordProgrammed { offset: 128 })
+            );
+            assert_eq!(f.erase(0, 256), Ok(()));
+            assert_eq!(f.write(128, &[0; 8]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_second_cut_can_be_scheduled_in_the_boot_after_the_first() {
+        let mut f = SimFlash::<256, 4>::new(1024);
+        f.cut_power_at(2);
+        f.then_cut_after_reboot(3);
+        assert_eq!(f.write(0, &[0; 4]), Ok(()));
+        assert_eq!(f.write(4, &[0; 4]), Err(SimError::PowerCut));
+        f.reboot();
+        assert_eq!(f.write(8, &[0; 4]), Ok(()));
+        assert_eq!(f.write(12, &[0; 4]), Ok(()));
+        assert_eq!(f.write(16, &[0; 4]), Err(SimError::PowerCut));
+        f.reboot();
+        assert_eq!(f.write(20, &[0; 4]), Ok(()));
+        assert!(!f.is_dead());
     }
 }

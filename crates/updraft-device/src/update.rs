@@ -13,9 +13,9 @@ use embedded_storage::nor_flash::NorFlash;
 use updraft_manifest::{Digest, MAX_ENVELOPE_LEN, Policy, PolicyError, PublicKey, Uuid};
 
 use crate::auth::{Decision, effective};
-use crate::boot::{self, BootState, Candidate, ImageState, Trial};
+use crate::boot::{self, BootError, BootState, Candidate, ImageState, Trial};
 use crate::journal::{EnvelopeStore, Journal, Phase, Token};
-use crate::layout::{Layout, LayoutError, MAX_WRITE_SIZE, Region, read_chunks};
+use crate::layout::{Layout, LayoutError, PROGRAM_UNIT, Region, read_chunks};
 use crate::object5::{
     MAX_URI_LEN, OpError, Protocols, Severity, State, UpdateResult, UriError, check_uri,
 };
@@ -177,6 +177,9 @@ pub enum StartError<E> {
     BlockSize,
     /// The flash failed.
     Flash(E),
+    /// The boot state is damaged (no valid copy, area not erased): the core does not start on
+    /// a guessed state (see [`boot`](crate::boot), failing closed).
+    BootStateCorrupt,
 }
 
 /// Internal step; the /5 State is derived from it.
@@ -252,13 +255,16 @@ pub struct UpdateCore<'k> {
     journal: Journal,
     pending: Option<Pending>,
     verifier: Option<ImageVerifier>,
-    carry: [u8; MAX_WRITE_SIZE],
+    carry: [u8; PROGRAM_UNIT],
     carry_len: usize,
     delivery: Delivery,
     push_header: [u8; 4],
     push_consumed: u32,
     envelope_len: usize,
     journal_synced: bool,
+    /// Every image write since the last resume completed and was journaled: the candidate
+    /// slot is erased from the durable offset to the end of its sector.
+    image_clean: bool,
     last_percent: u8,
     uri: [u8; MAX_URI_LEN],
     uri_len: usize,
@@ -290,7 +296,10 @@ impl<'k> UpdateCore<'k> {
         if config.block_size == 0 || !config.block_size.is_multiple_of(F::WRITE_SIZE as u32) {
             return Err(StartError::BlockSize);
         }
-        let boot = BootState::load(flash, &config.layout).map_err(StartError::Flash)?;
+        let boot = BootState::load(flash, &config.layout).map_err(|e| match e {
+            BootError::Flash(e) => StartError::Flash(e),
+            BootError::Corrupt | BootError::NoTrial => StartError::BootStateCorrupt,
+        })?;
         let journal = Journal::load(flash, &config.layout).map_err(StartError::Flash)?;
         let mut core = UpdateCore {
             config,
@@ -303,13 +312,14 @@ impl<'k> UpdateCore<'k> {
             journal,
             pending: None,
             verifier: None,
-            carry: [0xFF; MAX_WRITE_SIZE],
+            carry: [0xFF; PROGRAM_UNIT],
             carry_len: 0,
             delivery: Delivery::Pull,
             push_header: [0; 4],
             push_consumed: 0,
             envelope_len: 0,
             journal_synced: false,
+            image_clean: false,
             last_percent: 0,
             uri: [0; MAX_URI_LEN],
             uri_len: 0,
@@ -682,6 +692,9 @@ impl<'k> UpdateCore<'k> {
     fn flash_error(&mut self, now: Option<u64>) -> OpError {
         self.verifier = None;
         self.carry_len = 0;
+        // A failed write may have programmed words past the durable offset.
+        self.image_clean = false;
+        self.journal_synced = false;
         self.finish(now, UpdateResult::UpdateFailed);
         OpError::Internal
     }
@@ -706,6 +719,8 @@ impl<'k> UpdateCore<'k> {
         now: Option<u64>,
     ) -> Result<(), OpError> {
         if self.journal_synced {
+            // The record was written in this power cycle (`journal_synced` starts false), so
+            // its entry slots are erased or hold this cycle's complete entries.
             match self.journal.append_offset(flash, &self.config.layout) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
@@ -999,6 +1014,8 @@ impl<'k> UpdateCore<'k> {
         self.journal.token = Token::default();
         self.journal.deferred_since = None;
         self.store_journal(flash, now)?;
+        // Offset 0 is a sector start: the first write erases it.
+        self.image_clean = true;
         self.verifier = Some(ImageVerifier::new(p.image_size, p.image_digest));
         self.carry_len = 0;
         self.last_percent = 0;
@@ -1019,7 +1036,15 @@ impl<'k> UpdateCore<'k> {
     ) -> Result<(), OpError> {
         let p = self.pending_or_fail(now)?;
         let mut v = ImageVerifier::new(p.image_size, p.image_digest);
-        let offset = self.journal.offset.min(p.image_size);
+        let mut offset = self.journal.offset.min(p.image_size);
+        if !self.config.layout.multiwrite && !self.image_clean && offset < p.image_size {
+            // The write a cut (or a flash error) interrupted may have programmed, or half
+            // programmed, words after the durable offset; a word may not be programmed twice:
+            // continue from the start of its sector, which the next write erases.
+            let sector = F::ERASE_SIZE as u32;
+            offset = offset / sector * sector;
+        }
+        self.image_clean = true;
         let slot = self.config.layout.slot(self.boot.candidate_slot());
         let mut ok = true;
         read_chunks(flash, slot.offset, offset, |b| ok &= v.update(b).is_ok())
@@ -1114,7 +1139,8 @@ impl<'k> UpdateCore<'k> {
             return self.discard(flash, now, UpdateResult::IntegrityFailure, false);
         }
         let (received, size, complete) = (v.received(), v.size(), v.is_complete());
-        let w = F::WRITE_SIZE.clamp(1, MAX_WRITE_SIZE);
+        // Whole program units only, each written once (see `layout`): the rest is carried.
+        let w = PROGRAM_UNIT;
         let slot = self.config.layout.slot(self.boot.candidate_slot());
         let mut pos = self.journal.offset;
         let mut rest = data;
@@ -1146,16 +1172,20 @@ impl<'k> UpdateCore<'k> {
             self.carry_len += tail.len();
         }
         if complete && self.carry_len > 0 {
-            let mut chunk = [0xFFu8; MAX_WRITE_SIZE];
+            let mut chunk = [0xFFu8; PROGRAM_UNIT];
             if let (Some(dst), Some(src)) = (
                 chunk.get_mut(..self.carry_len),
                 self.carry.get(..self.carry_len),
             ) {
                 dst.copy_from_slice(src);
             }
-            write_image(flash, slot, pos, chunk.get(..w).unwrap_or(&[]))
+            // The image's last, partial unit: padded to the write size only (nothing is ever
+            // written after the image end, so the unit is still programmed once), so the slot
+            // holds exactly the image on a flash with small writes (the agent's files).
+            let tail = self.carry_len.div_ceil(F::WRITE_SIZE.max(1)) * F::WRITE_SIZE.max(1);
+            write_image(flash, slot, pos, chunk.get(..tail.min(w)).unwrap_or(&[]))
                 .map_err(|_| self.flash_error(now))?;
-            pos += w as u32;
+            pos += tail.min(w) as u32;
             self.carry_len = 0;
         }
         self.stats.blocks_processed += 1;

@@ -2,8 +2,10 @@
 //! simulated device.
 #![allow(dead_code)]
 
+use std::cell::Cell;
+
 use updraft_device::object5::Protocols;
-use updraft_device::sim::{SimDevice, SimFlash, SimServer};
+use updraft_device::sim::{Programming, SimDevice, SimFlash, SimServer};
 use updraft_device::update::Step;
 use updraft_device::{Action, Config, Layout, ResumeMode, UpdateCore};
 use updraft_manifest::{ManifestSpec, PublicKey, SigningKey, Uuid};
@@ -34,8 +36,62 @@ pub fn trusted_keys() -> Vec<PublicKey> {
     vec![signing_key().public_key()]
 }
 
+/// The flash modes every device test runs on: plain NOR, and write-once per erase (ECC words)
+/// with 8-byte and 32-byte words.
+pub const FLASH_MODES: [Programming; 3] = [
+    Programming::Nor,
+    Programming::WriteOnce { word: 8 },
+    Programming::WriteOnce { word: 32 },
+];
+
+thread_local! {
+    static MODE: Cell<Programming> = const { Cell::new(Programming::Nor) };
+}
+
+/// The flash mode the fixtures of this test thread build.
+pub fn flash_mode() -> Programming {
+    MODE.with(Cell::get)
+}
+
+/// Set the flash mode of this test thread's fixtures.
+pub fn set_flash_mode(mode: Programming) {
+    MODE.with(|m| m.set(mode));
+}
+
+/// Run `f` once on each flash mode (the fixtures build devices on it); a failure names it.
+pub fn each_flash(f: impl Fn()) {
+    for mode in FLASH_MODES {
+        eprintln!("flash mode: {mode:?}");
+        set_flash_mode(mode);
+        f();
+    }
+    set_flash_mode(Programming::Nor);
+}
+
+/// Whether the current mode lets the core rewrite interrupted words (see `Layout::multiwrite`).
+pub fn multiwrite() -> bool {
+    flash_mode() == Programming::Nor
+}
+
+/// Where a download whose durable offset is `durable` resumes after a power cycle, on the
+/// current flash mode: there on NOR, at the start of its sector on write-once flash.
+pub fn resume_offset(durable: u32) -> u32 {
+    if multiwrite() {
+        durable
+    } else {
+        durable / ERASE as u32 * ERASE as u32
+    }
+}
+
+/// A layout for a flash of `sector`-byte sectors on the current flash mode.
+pub fn layout_on(sector: u32) -> Layout {
+    let mut l = Layout::packed(SLOT_SIZE, sector);
+    l.multiwrite = multiwrite();
+    l
+}
+
 pub fn layout() -> Layout {
-    Layout::packed(SLOT_SIZE, ERASE as u32)
+    layout_on(ERASE as u32)
 }
 
 pub fn config(keys: &[PublicKey]) -> Config<'_> {
@@ -117,7 +173,11 @@ pub fn device_on<'k, const E: usize, const W: usize>(
     config: Config<'k>,
     server: SimServer,
 ) -> SimDevice<'k, E, W> {
-    let flash = SimFlash::<E, W>::new(config.layout.end() as usize);
+    let mode = match flash_mode() {
+        Programming::WriteOnce { word } => Programming::WriteOnce { word: word.max(W) },
+        Programming::Nor => Programming::Nor,
+    };
+    let flash = SimFlash::<E, W>::with_programming(config.layout.end() as usize, mode);
     let mut dev = SimDevice::new(flash, config, server);
     dev.provision(&old_image(), OLD_SEQ).expect("provision");
     dev.power_on();
