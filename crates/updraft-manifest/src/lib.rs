@@ -91,11 +91,18 @@ mod uuid;
 
 pub use envelope::{Unverified, decode_unverified, verify};
 pub use error::{Error, PolicyError};
+#[cfg(any(feature = "ed25519", feature = "ed25519-compact"))]
+pub use keys::Ed25519Key;
 #[cfg(feature = "pem")]
 pub use keys::KeyError;
 pub use keys::PublicKey;
 #[cfg(feature = "alloc")]
 pub use keys::SigningKey;
+/// The small Ed25519 verifier on its own, so that a build with both backends can check that
+/// they agree.
+#[cfg(feature = "ed25519-compact")]
+#[doc(hidden)]
+pub use keys::compact as ed25519_compact_backend;
 #[cfg(feature = "alloc")]
 pub use sign::{ManifestSpec, sign};
 pub use uuid::{Uuid, UuidParseError, class_id};
