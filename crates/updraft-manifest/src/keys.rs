@@ -106,7 +106,10 @@ pub mod compact {
     }
 
     /// Verify a raw 64-byte signature. ed25519-compact refuses non-canonical `S`, small-order
-    /// keys and small-order `R`, as ed25519-dalek's `verify_strict` does.
+    /// keys and small-order `R`, as ed25519-dalek's `verify_strict` does. One difference: its
+    /// equation is cofactored, so it also accepts a signature whose `R` the key holder moved by
+    /// a small-order point, which `verify_strict` refuses; no one without the key can make
+    /// either (`tests/backends.rs` pins both behaviours).
     pub fn verify(key: &ed25519_compact::PublicKey, message: &[u8], signature: &[u8; 64]) -> bool {
         key.verify(message, &ed25519_compact::Signature::new(*signature))
             .is_ok()
