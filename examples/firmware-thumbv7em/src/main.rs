@@ -33,8 +33,14 @@ use updraft_manifest::{Algorithm, PublicKey, Uuid};
 #[cfg(feature = "qemu")]
 mod qemu;
 
-#[cfg(not(any(feature = "ed25519", feature = "ed25519-dalek", feature = "es256")))]
-compile_error!("enable one of the features `ed25519`, `ed25519-dalek`, `es256`");
+#[cfg(not(any(
+    feature = "ed25519-compact-speed",
+    feature = "ed25519-dalek",
+    feature = "es256"
+)))]
+compile_error!(
+    "enable one of the features `ed25519`, `ed25519-compact-speed`, `ed25519-dalek`, `es256`"
+);
 
 /// Where the update area starts: after the first 128 KiB holding this program. Under QEMU, a
 /// RAM region of the board stands in for the flash.
@@ -49,11 +55,11 @@ const FLASH_SIZE: usize = 896 * 1024;
 /// The transfer block: what one CoAP Block2 payload carries.
 const BLOCK: usize = 512;
 
-#[cfg(any(feature = "ed25519", feature = "ed25519-dalek"))]
+#[cfg(any(feature = "ed25519-compact-speed", feature = "ed25519-dalek"))]
 const KEY_ALGORITHM: Algorithm = Algorithm::Ed25519;
 #[cfg(all(
     feature = "es256",
-    not(any(feature = "ed25519", feature = "ed25519-dalek"))
+    not(any(feature = "ed25519-compact-speed", feature = "ed25519-dalek"))
 ))]
 const KEY_ALGORITHM: Algorithm = Algorithm::Es256;
 
@@ -62,7 +68,7 @@ const KEY_ALGORITHM: Algorithm = Algorithm::Es256;
 const TRUSTED_KEY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/trusted-key.bin"));
 #[cfg(all(
     not(feature = "qemu"),
-    any(feature = "ed25519", feature = "ed25519-dalek")
+    any(feature = "ed25519-compact-speed", feature = "ed25519-dalek")
 ))]
 const TRUSTED_KEY: &[u8] = &[
     0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a,
@@ -72,7 +78,7 @@ const TRUSTED_KEY: &[u8] = &[
 #[cfg(all(
     not(feature = "qemu"),
     feature = "es256",
-    not(any(feature = "ed25519", feature = "ed25519-dalek"))
+    not(any(feature = "ed25519-compact-speed", feature = "ed25519-dalek"))
 ))]
 const TRUSTED_KEY: &[u8] = &[
     0x04, 0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6, 0xe5, 0x63, 0xa4, 0x40,
@@ -167,6 +173,18 @@ impl NorFlash for McuFlash {
     }
 }
 
+/// Interrupt vectors of an STM32F407-class part (82); a product's PAC provides this table.
+const INTERRUPTS: usize = 82;
+
+unsafe extern "C" {
+    /// cortex-m-rt's default exception and interrupt handler.
+    fn DefaultHandler();
+}
+
+#[unsafe(link_section = ".vector_table.interrupts")]
+#[unsafe(no_mangle)]
+static __INTERRUPTS: [unsafe extern "C" fn(); INTERRUPTS] = [DefaultHandler; INTERRUPTS];
+
 /// What a product wires to the core: transport, clock, self-test, reporting.
 trait Board {
     /// The current time (Unix seconds) if the board has a clock.
@@ -195,19 +213,24 @@ fn config(keys: &[PublicKey]) -> Config<'_> {
 }
 
 /// What a boot does before the main loop: the bootloader half picks the slot, the core resumes
-/// whatever was in progress, a trial image tests itself.
-fn boot<'k, B: Board>(
+/// whatever was in progress, a trial image tests itself; then `main_loop` runs with the core.
+/// The core lives in this frame only (no copy of it is moved around: it is most of the RAM the
+/// update path needs). `None` if the boot state cannot be read or the core cannot start.
+#[inline(always)]
+fn boot<B: Board, R>(
     flash: &mut McuFlash,
     board: &mut B,
-    config: Config<'k>,
-) -> Option<(BootDecision, UpdateCore<'k>)> {
+    config: Config<'_>,
+    main_loop: impl FnOnce(BootDecision, &mut UpdateCore<'_>, &mut McuFlash, &mut B) -> R,
+) -> Option<R> {
     let decision = select_boot_slot(flash, &config.layout).ok()?;
-    let mut core = UpdateCore::start(flash, config, board.now()).ok()?;
+    let mut place = core::mem::MaybeUninit::uninit();
+    let core = UpdateCore::start_in(&mut place, flash, config, board.now()).ok()?;
     if core.state() == State::Updating {
         let passed = board.self_test();
         let _ = core.handle(flash, board.now(), Event::SelfTest { passed });
     }
-    Some((decision, core))
+    Some(main_loop(decision, core, flash, board))
 }
 
 /// Why [`serve`] returned.
@@ -307,27 +330,32 @@ mod standin {
         let mut board = StandIn;
         let Some(key) = trusted_key() else { reset() };
         let keys = [key];
-        let Some((_, mut core)) = boot(&mut flash, &mut board, config(&keys)) else {
-            reset()
-        };
-        let mut buf = [0u8; BLOCK];
-        loop {
-            // A push transfer (LwM2M write of /5/0/0) arriving over the transport.
-            let n = receive(&mut buf);
-            if n > 0 {
-                let _ = core.handle(
-                    &mut flash,
-                    board.now(),
-                    Event::WritePackage {
-                        offset: 0,
-                        data: &buf[..n],
-                    },
-                );
-            }
-            if serve(&mut core, &mut flash, &mut board) == Served::Reboot {
-                reset();
-            }
-        }
+        let _ = boot(
+            &mut flash,
+            &mut board,
+            config(&keys),
+            |_, core, flash, board| {
+                let mut buf = [0u8; BLOCK];
+                loop {
+                    // A push transfer (LwM2M write of /5/0/0) arriving over the transport.
+                    let n = receive(&mut buf);
+                    if n > 0 {
+                        let _ = core.handle(
+                            flash,
+                            board.now(),
+                            Event::WritePackage {
+                                offset: 0,
+                                data: &buf[..n],
+                            },
+                        );
+                    }
+                    if serve(core, flash, board) == Served::Reboot {
+                        reset();
+                    }
+                }
+            },
+        );
+        reset()
     }
 }
 
