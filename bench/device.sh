@@ -93,6 +93,23 @@ for choice in "${choices[@]}"; do
     "$text" "$ro" $((vt + text + ro + data)) $((data + bss)) "$peak" "$insns"
 done
 echo
+# Each verifier alone: one verification linked into a bare Cortex-M4F program, minus the same
+# program without it (the start-up). Includes the SHA-512 an Ed25519 verifier needs.
+vs=bench/verifier-size
+vs_elf=$vs/target/thumbv7em-none-eabihf/release/verifier-size
+vs_size() {
+  (cd "$vs" && cargo build -q --locked --release --features "$1")
+  local t; t=$(size -A "$vs_elf" | awk '$1 == ".text" || $1 == ".rodata" || $1 == ".vector_table" || $1 == ".data" { n += $2 } END { print n }')
+  echo "$t"
+}
+base=$(vs_size none)
+echo "one verify alone (bench/verifier-size, opt-level z, LTO), flash bytes above the bare start-up ($base B):"
+for v in "compact|ed25519-compact 2, opt_size, strict checks" "dalek|ed25519-dalek 2 without fast, verify_strict" \
+  "salty|salty 0.3 (Cortex-M4 assembly field arithmetic), its verify" "p256|p256 0.13 ECDSA verify"; do
+  IFS='|' read -r feature label <<<"$v"
+  printf '  | %-60s | %7d |\n' "$label" $(($(vs_size "$feature") - base))
+done
+echo
 echo "QEMU run of the last choice:"
 cat "$log"
 echo

@@ -11,9 +11,9 @@ compile_error!(
     "updraft-manifest needs at least one of the features `ed25519`, `ed25519-compact` and `es256`"
 );
 
-/// The Ed25519 public key type of the build: ed25519-dalek's (feature `ed25519`, the fast one
-/// hosts use, and the one whenever that feature is on) or ed25519-compact's (feature
-/// `ed25519-compact` alone: about a third of the flash, for firmware; see BENCHMARKS.md).
+/// The Ed25519 public key type of the build: ed25519-dalek's (feature `ed25519`, what hosts
+/// use, and the one whenever that feature is on) or ed25519-compact's (feature
+/// `ed25519-compact` alone: less stack and fewer cycles, for firmware; see BENCHMARKS.md).
 #[cfg(feature = "ed25519")]
 pub type Ed25519Key = ed25519_dalek::VerifyingKey;
 /// The Ed25519 public key type of the build: ed25519-compact's (feature `ed25519-compact`

@@ -17,6 +17,9 @@
 //!   borrowed [`Manifest`]; the CBOR key numbers are in [`labels`].
 //! - `policy`: [`Manifest::check_policy`], the device's own acceptance rules.
 //! - `keys`: [`PublicKey`] (and, with `alloc`/`pem`, [`SigningKey`], PEM files, generation).
+//!   Ed25519 is verified by ed25519-dalek (feature `ed25519`, which `alloc` and `std` pull in)
+//!   or, when `ed25519-compact` is on without it, by ed25519-compact: about the same flash as
+//!   dalek without its tables, less stack, fewer cycles (BENCHMARKS.md); a firmware picks one.
 //! - `uuid`: [`Uuid`] parsing and printing, [`class_id`] (UUIDv5).
 //! - `sign` (`alloc`): [`ManifestSpec`] and [`sign`].
 //!
