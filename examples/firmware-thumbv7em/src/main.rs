@@ -214,8 +214,9 @@ fn config(keys: &[PublicKey]) -> Config<'_> {
 
 /// What a boot does before the main loop: the bootloader half picks the slot, the core resumes
 /// whatever was in progress, a trial image tests itself; then `main_loop` runs with the core.
-/// The core lives in this frame only (no copy of it is moved around: it is most of the RAM the
-/// update path needs). `None` if the boot state cannot be read or the core cannot start.
+/// The core is built in place (`UpdateCore::start_in`) and never moved: it is most of the RAM
+/// the update path needs, and each move would hold another copy of it in some frame. `None` if
+/// the boot state cannot be read or the core cannot start.
 #[inline(always)]
 fn boot<B: Board, R>(
     flash: &mut McuFlash,
