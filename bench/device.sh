@@ -21,7 +21,9 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
 fi
 
 fw=examples/firmware-thumbv7em
-elf=$fw/target/thumbv7em-none-eabihf/release/firmware-thumbv7em
+# Where cargo puts the builds (an absolute CARGO_TARGET_DIR is shared by both programs).
+target_of() { echo "${CARGO_TARGET_DIR:-$PWD/$1/target}/thumbv7em-none-eabihf/release"; }
+elf=$(target_of "$fw")/firmware-thumbv7em
 section() {
   local hex
   hex=$(readelf -SW "$elf" | awk -v s="$1" '{ for (i = 1; i < NF; i++) if ($i == s) print $(i + 4) }')
@@ -96,7 +98,7 @@ echo
 # Each verifier alone: one verification linked into a bare Cortex-M4F program, minus the same
 # program without it (the start-up). Includes the SHA-512 an Ed25519 verifier needs.
 vs=bench/verifier-size
-vs_elf=$vs/target/thumbv7em-none-eabihf/release/verifier-size
+vs_elf=$(target_of "$vs")/verifier-size
 vs_size() {
   (cd "$vs" && cargo build -q --locked --release --features "$1")
   local t; t=$(size -A "$vs_elf" | awk '$1 == ".text" || $1 == ".rodata" || $1 == ".vector_table" || $1 == ".data" { n += $2 } END { print n }')
