@@ -339,6 +339,62 @@ impl<'k> UpdateCore<'k> {
         Ok(core)
     }
 
+    /// [`UpdateCore::start`] into memory the caller provides, for firmware that counts its
+    /// stack: `start` returns the core by value, and every move of it on the way to the main
+    /// loop costs its size again in some frame (BENCHMARKS.md, "Stack"). The core is built in
+    /// `place` and lives as long as that borrow.
+    pub fn start_in<'p, F: NorFlash>(
+        place: &'p mut core::mem::MaybeUninit<Self>,
+        flash: &mut F,
+        config: Config<'k>,
+        now: Option<u64>,
+    ) -> Result<&'p mut Self, StartError<F::Error>> {
+        config
+            .layout
+            .check::<F>(flash.capacity())
+            .map_err(StartError::Layout)?;
+        if config.block_size == 0 || !config.block_size.is_multiple_of(F::WRITE_SIZE as u32) {
+            return Err(StartError::BlockSize);
+        }
+        let boot = BootState::load(flash, &config.layout).map_err(StartError::Flash)?;
+        let journal = Journal::load(flash, &config.layout).map_err(StartError::Flash)?;
+        let core = place.write(UpdateCore {
+            config,
+            step: Step::Idle,
+            result: UpdateResult::Initial,
+            severity: Severity::Mandatory,
+            max_defer_period: 0,
+            last_change: now,
+            boot,
+            journal,
+            pending: None,
+            verifier: None,
+            carry: [0xFF; MAX_WRITE_SIZE],
+            carry_len: 0,
+            delivery: Delivery::Pull,
+            push_header: [0; 4],
+            push_consumed: 0,
+            envelope_len: 0,
+            journal_synced: false,
+            last_percent: 0,
+            uri: [0; MAX_URI_LEN],
+            uri_len: 0,
+            actions: [None; QUEUE],
+            head: 0,
+            queued: 0,
+            stats: Stats::default(),
+            envelope: [0; MAX_ENVELOPE_LEN],
+        });
+        core.push(Action::Notify {
+            state: State::Idle,
+            result: UpdateResult::Initial,
+            changed_at: now,
+        });
+        // A flash failure while continuing is reported as a result, not a start failure.
+        let _ = core.continue_after_boot(flash, now);
+        Ok(core)
+    }
+
     fn continue_after_boot<F: NorFlash>(
         &mut self,
         flash: &mut F,

@@ -6,16 +6,28 @@
 
 use crate::Algorithm;
 
-#[cfg(not(any(feature = "ed25519", feature = "es256")))]
-compile_error!("updraft-manifest needs at least one of the features `ed25519` and `es256`");
+#[cfg(not(any(feature = "ed25519", feature = "ed25519-compact", feature = "es256")))]
+compile_error!(
+    "updraft-manifest needs at least one of the features `ed25519`, `ed25519-compact` and `es256`"
+);
+
+/// The Ed25519 public key type of the build: ed25519-dalek's (feature `ed25519`, what hosts
+/// use, and the one whenever that feature is on) or ed25519-compact's (feature
+/// `ed25519-compact` alone: less stack and fewer cycles, for firmware; see BENCHMARKS.md).
+#[cfg(feature = "ed25519")]
+pub type Ed25519Key = ed25519_dalek::VerifyingKey;
+/// The Ed25519 public key type of the build: ed25519-compact's (feature `ed25519-compact`
+/// without `ed25519`: a small verifier for firmware; see BENCHMARKS.md).
+#[cfg(all(feature = "ed25519-compact", not(feature = "ed25519")))]
+pub type Ed25519Key = ed25519_compact::PublicKey;
 
 /// A trusted public key. Each variant exists only with its algorithm's feature, so a firmware
 /// links only the verifier it trusts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {
     /// An Ed25519 key (COSE OKP, crv 6).
-    #[cfg(feature = "ed25519")]
-    Ed25519(ed25519_dalek::VerifyingKey),
+    #[cfg(any(feature = "ed25519", feature = "ed25519-compact"))]
+    Ed25519(Ed25519Key),
     /// A P-256 key for ES256.
     #[cfg(feature = "es256")]
     Es256(p256::ecdsa::VerifyingKey),
@@ -25,7 +37,7 @@ impl PublicKey {
     /// The signature algorithm this key verifies.
     pub fn algorithm(&self) -> Algorithm {
         match self {
-            #[cfg(feature = "ed25519")]
+            #[cfg(any(feature = "ed25519", feature = "ed25519-compact"))]
             PublicKey::Ed25519(_) => Algorithm::Ed25519,
             #[cfg(feature = "es256")]
             PublicKey::Es256(_) => Algorithm::Es256,
@@ -44,6 +56,8 @@ impl PublicKey {
                     .ok()
                     .map(PublicKey::Ed25519)
             }
+            #[cfg(all(feature = "ed25519-compact", not(feature = "ed25519")))]
+            Algorithm::Ed25519 => compact::key_from_raw(bytes).map(PublicKey::Ed25519),
             #[cfg(feature = "es256")]
             Algorithm::Es256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
                 .ok()
@@ -62,6 +76,8 @@ impl PublicKey {
                 // Strict: refuses small-order keys and non-canonical signatures.
                 key.verify_strict(message, &sig).is_ok()
             }
+            #[cfg(all(feature = "ed25519-compact", not(feature = "ed25519")))]
+            PublicKey::Ed25519(key) => compact::verify(key, message, signature),
             #[cfg(feature = "es256")]
             PublicKey::Es256(key) => {
                 use p256::ecdsa::signature::Verifier;
@@ -71,6 +87,32 @@ impl PublicKey {
                 }
             }
         }
+    }
+}
+
+/// The small Ed25519 verifier (ed25519-compact). Compiled whenever its feature is on, so that
+/// a build with both backends can check that they agree (`tests/backends.rs`).
+#[cfg(feature = "ed25519-compact")]
+pub mod compact {
+    /// An ed25519-compact key from 32 raw bytes: `None` where ed25519-dalek's `from_bytes`
+    /// also refuses (not 32 bytes, not a point). Small-order keys are kept, as dalek keeps
+    /// them: [`verify`] refuses every signature under them.
+    pub fn key_from_raw(bytes: &[u8]) -> Option<ed25519_compact::PublicKey> {
+        let key = ed25519_compact::PublicKey::from_slice(bytes).ok()?;
+        match key.validate() {
+            Ok(()) | Err(ed25519_compact::Error::WeakPublicKey) => Some(key),
+            Err(_) => None,
+        }
+    }
+
+    /// Verify a raw 64-byte signature. ed25519-compact refuses non-canonical `S`, small-order
+    /// keys and small-order `R`, as ed25519-dalek's `verify_strict` does. One difference: its
+    /// equation is cofactored, so it also accepts a signature whose `R` the key holder moved by
+    /// a small-order point, which `verify_strict` refuses; no one without the key can make
+    /// either (`tests/backends.rs` pins both behaviours).
+    pub fn verify(key: &ed25519_compact::PublicKey, message: &[u8], signature: &[u8; 64]) -> bool {
+        key.verify(message, &ed25519_compact::Signature::new(*signature))
+            .is_ok()
     }
 }
 

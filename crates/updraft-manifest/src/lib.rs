@@ -17,6 +17,9 @@
 //!   borrowed [`Manifest`]; the CBOR key numbers are in [`labels`].
 //! - `policy`: [`Manifest::check_policy`], the device's own acceptance rules.
 //! - `keys`: [`PublicKey`] (and, with `alloc`/`pem`, [`SigningKey`], PEM files, generation).
+//!   Ed25519 is verified by ed25519-dalek (feature `ed25519`, which `alloc` and `std` pull in)
+//!   or, when `ed25519-compact` is on without it, by ed25519-compact: about the same flash as
+//!   dalek without its tables, less stack, fewer cycles (BENCHMARKS.md); a firmware picks one.
 //! - `uuid`: [`Uuid`] parsing and printing, [`class_id`] (UUIDv5).
 //! - `sign` (`alloc`): [`ManifestSpec`] and [`sign`].
 //!
@@ -91,11 +94,18 @@ mod uuid;
 
 pub use envelope::{Unverified, decode_unverified, verify};
 pub use error::{Error, PolicyError};
+#[cfg(any(feature = "ed25519", feature = "ed25519-compact"))]
+pub use keys::Ed25519Key;
 #[cfg(feature = "pem")]
 pub use keys::KeyError;
 pub use keys::PublicKey;
 #[cfg(feature = "alloc")]
 pub use keys::SigningKey;
+/// The small Ed25519 verifier on its own, so that a build with both backends can check that
+/// they agree.
+#[cfg(feature = "ed25519-compact")]
+#[doc(hidden)]
+pub use keys::compact as ed25519_compact_backend;
 #[cfg(feature = "alloc")]
 pub use sign::{ManifestSpec, sign};
 pub use uuid::{Uuid, UuidParseError, class_id};
