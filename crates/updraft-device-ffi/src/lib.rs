@@ -32,6 +32,9 @@
 //!   (`UPDRAFT_FFI_WRITE_SIZE`, `UPDRAFT_FFI_ERASE_SIZE`; 4 and 4096 by default), because the
 //!   core lays records and sector erases out with them as constants; `updraft_start` refuses a
 //!   flash whose geometry differs (`UPDRAFT_ERR_GEOMETRY`).
+//! * `updraft_start` gets the core from `UpdateCore::start` by value and moves it into `dev`, so
+//!   its stack may hold one more copy of the core's state (about 5.8 KB) for the duration of
+//!   the call; the stack peak of the C path has not been measured.
 //! * The library is not reentrant for one `UpdraftDevice`: one thread (or the main loop) drives
 //!   it; several devices in one program are independent.
 #![no_std]
