@@ -356,7 +356,10 @@ impl<'k> UpdateCore<'k> {
         if config.block_size == 0 || !config.block_size.is_multiple_of(F::WRITE_SIZE as u32) {
             return Err(StartError::BlockSize);
         }
-        let boot = BootState::load(flash, &config.layout).map_err(StartError::Flash)?;
+        let boot = BootState::load(flash, &config.layout).map_err(|e| match e {
+            BootError::Flash(e) => StartError::Flash(e),
+            BootError::Corrupt | BootError::NoTrial => StartError::BootStateCorrupt,
+        })?;
         let journal = Journal::load(flash, &config.layout).map_err(StartError::Flash)?;
         let core = place.write(UpdateCore {
             config,
@@ -369,13 +372,14 @@ impl<'k> UpdateCore<'k> {
             journal,
             pending: None,
             verifier: None,
-            carry: [0xFF; MAX_WRITE_SIZE],
+            carry: [0xFF; PROGRAM_UNIT],
             carry_len: 0,
             delivery: Delivery::Pull,
             push_header: [0; 4],
             push_consumed: 0,
             envelope_len: 0,
             journal_synced: false,
+            image_clean: false,
             last_percent: 0,
             uri: [0; MAX_URI_LEN],
             uri_len: 0,

@@ -421,3 +421,117 @@ fn missing_files_and_bad_arguments_are_reported() {
         ],
     );
 }
+
+/// `verify` with a device's policy, for the envelope `sign` made (vendor VENDOR, class
+/// "gateway", sequence 7, expires 2030-01-01, 200,000-byte image).
+fn verify_as_device(d: &Path, policy: &[&str]) -> Output {
+    let mut args = vec![
+        "manifest",
+        "verify",
+        "--key",
+        "release.pub.pem",
+        "fw.bin.suit",
+    ];
+    args.extend_from_slice(policy);
+    updraft(d, &args)
+}
+
+fn stderr_of(out: &Output) -> String {
+    assert!(!out.status.success(), "should have been refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn verify_applies_the_device_policy() {
+    let dir = setup("ed25519");
+    let d = dir.path();
+    sign(d);
+    let device = [
+        "--vendor-id",
+        VENDOR,
+        "--class",
+        "gateway",
+        "--installed-seq",
+        "6",
+        "--now",
+        "2029-12-31T23:59:59Z",
+        "--slot-size",
+        "200000",
+    ];
+    let out = verify_as_device(d, &device);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("device policy OK"), "{stdout}");
+    assert!(stdout.contains("sequence 7 above installed 6"), "{stdout}");
+
+    // The class id of "gateway" under VENDOR, given as a UUID, is the same class.
+    let inspected: serde_json::Value =
+        serde_json::from_str(&ok(d, &["manifest", "inspect", "fw.bin.suit", "--json"])).unwrap();
+    let class_id = inspected["class_id"].as_str().unwrap().to_owned();
+    let by_id = verify_as_device(d, &["--vendor-id", VENDOR, "--class-id", &class_id]);
+    assert!(by_id.status.success());
+
+    // Each rule of the core, broken one at a time.
+    let with = |flag: &str, value: &str| -> Vec<String> {
+        let mut v: Vec<String> = device.iter().map(|s| s.to_string()).collect();
+        let i = v.iter().position(|a| a == flag).unwrap();
+        v[i + 1] = value.to_owned();
+        v
+    };
+    let refused = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        stderr_of(&verify_as_device(d, &args))
+    };
+    let e = refused(with("--installed-seq", "7"));
+    assert!(
+        e.contains("rollback") && e.contains("sequence 7 is not above the installed 7"),
+        "{e}"
+    );
+    let e = refused(with("--class", "sensor"));
+    assert!(e.contains("the manifest is for class"), "{e}");
+    let e = refused(with("--vendor-id", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"));
+    assert!(e.contains("the manifest is for vendor"), "{e}");
+    let e = refused(with("--now", "2030-01-01T00:00:00Z"));
+    assert!(e.contains("expired at 2030-01-01T00:00:00Z"), "{e}");
+    let e = refused(with("--slot-size", "199999"));
+    assert!(
+        e.contains("the image is 200000 bytes, the slot holds 199999"),
+        "{e}"
+    );
+    // Without --now the expiry cannot be checked, as on a device without a clock.
+    let no_clock = verify_as_device(d, &["--vendor-id", VENDOR, "--class", "gateway"]);
+    assert!(no_clock.status.success());
+    assert!(String::from_utf8_lossy(&no_clock.stdout).contains("not checked: no --now"));
+}
+
+#[test]
+fn verify_policy_needs_the_device_identity() {
+    let dir = setup("es256");
+    let d = dir.path();
+    sign(d);
+    let e = stderr_of(&verify_as_device(d, &["--installed-seq", "3"]));
+    assert!(e.contains("needs the device's --vendor-id"), "{e}");
+    let e = stderr_of(&verify_as_device(d, &["--vendor-id", VENDOR]));
+    assert!(e.contains("needs the device's class"), "{e}");
+    let e = stderr_of(&verify_as_device(
+        d,
+        &["--vendor-id", VENDOR, "--class", "gateway", "--now", "soon"],
+    ));
+    assert!(e.contains("--now \"soon\""), "{e}");
+    let e = stderr_of(&verify_as_device(
+        d,
+        &[
+            "--vendor-id",
+            VENDOR,
+            "--class",
+            "gateway",
+            "--class-id",
+            VENDOR,
+        ],
+    ));
+    assert!(e.contains("cannot be used with"), "{e}");
+}

@@ -2,8 +2,11 @@
 //!
 //! `sign` streams the image through SHA-256 (images can be large; nothing is held in memory) and
 //! writes a signed SUIT envelope. `verify` checks an envelope against trusted public keys and,
-//! with `--image`, that a file is the image it describes. `inspect` shows the fields; without
-//! `--key` it says loudly that the signature was NOT checked.
+//! with `--image`, that a file is the image it describes; with the device's policy
+//! (`--vendor-id`, `--class`/`--class-id`, `--installed-seq`, `--now`, `--slot-size`) it also
+//! applies the device core's acceptance rules, through the same function the core calls
+//! (`Manifest::check_policy`). `inspect` shows the fields; without `--key` it says loudly that
+//! the signature was NOT checked.
 
 use super::{read_file, read_text};
 use anyhow::{Context, Result, bail};
@@ -14,8 +17,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 use updraft_manifest::{
-    Algorithm, Digest, Error, Manifest, ManifestSpec, PublicKey, SigningKey, Uuid, class_id,
-    decode_unverified, sign, verify,
+    Algorithm, Digest, Error, Manifest, ManifestSpec, Policy, PolicyError, PublicKey, SigningKey,
+    Uuid, class_id, decode_unverified, sign, verify,
 };
 
 /// Manifest commands.
@@ -33,6 +36,8 @@ pub enum ManifestCommand {
         /// Also check that this file has the manifest's digest and size.
         #[arg(long)]
         image: Option<PathBuf>,
+        #[command(flatten)]
+        device: DevicePolicyArgs,
     },
     /// Show what an envelope says.
     Inspect {
@@ -45,6 +50,118 @@ pub enum ManifestCommand {
         #[arg(long = "key", value_name = "PUB.pem")]
         keys: Vec<PathBuf>,
     },
+}
+
+/// The policy of a device, for `manifest verify`: check an envelope as that device would.
+#[derive(Debug, Default, clap::Args)]
+pub struct DevicePolicyArgs {
+    /// The device's vendor UUID (with --class or --class-id: check the envelope as a device does).
+    #[arg(long = "vendor-id", value_name = "UUID")]
+    vendor_id: Option<String>,
+    /// The device's class UUID.
+    #[arg(
+        long = "class-id",
+        value_name = "UUID",
+        conflicts_with = "device_class"
+    )]
+    class_id: Option<String>,
+    /// The device's class name (class id = UUIDv5(vendor id, NAME)).
+    #[arg(long = "class", id = "device_class", value_name = "NAME")]
+    class: Option<String>,
+    /// Sequence number installed on the device (its anti-rollback counter; 0 when new).
+    #[arg(long = "installed-seq", value_name = "N")]
+    installed_seq: Option<u64>,
+    /// The device's time: Unix seconds, RFC 3339, or `now`; without it expiry is not checked,
+    /// as on a device without a clock.
+    #[arg(long, value_name = "TIME")]
+    now: Option<String>,
+    /// Size of the device's update slot in bytes (the largest image it takes).
+    #[arg(long = "slot-size", value_name = "BYTES")]
+    slot_size: Option<u64>,
+}
+
+impl DevicePolicyArgs {
+    fn given(&self) -> bool {
+        self.vendor_id.is_some()
+            || self.class_id.is_some()
+            || self.class.is_some()
+            || self.installed_seq.is_some()
+            || self.now.is_some()
+            || self.slot_size.is_some()
+    }
+
+    /// The device's policy, if any of its options was given (then vendor and class are needed,
+    /// because a device always checks them).
+    fn policy(&self) -> Result<Option<Policy>> {
+        if !self.given() {
+            return Ok(None);
+        }
+        let Some(vendor) = &self.vendor_id else {
+            bail!(
+                "checking against a device's policy needs the device's --vendor-id UUID (and --class NAME or --class-id UUID): a device always checks both"
+            );
+        };
+        let vendor_id = parse_uuid(vendor, "vendor-id")?;
+        let class_id = match (&self.class_id, &self.class) {
+            (Some(id), _) => parse_uuid(id, "class-id")?,
+            (None, Some(name)) => class_id(&vendor_id, name),
+            (None, None) => bail!(
+                "checking against a device's policy needs the device's class: --class NAME or --class-id UUID"
+            ),
+        };
+        let now = match self.now.as_deref() {
+            None => None,
+            Some("now") => Some(
+                std::time::SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            ),
+            Some(t) => Some(parse_time(t, "now")?),
+        };
+        Ok(Some(Policy {
+            vendor_id,
+            class_id,
+            installed_sequence: self.installed_seq.unwrap_or(0),
+            max_image_size: self.slot_size.unwrap_or(u64::MAX),
+            now,
+        }))
+    }
+}
+
+fn rfc3339(secs: u64) -> String {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// A sentence a person can act on for each policy refusal.
+fn explain_policy(e: PolicyError, m: &Manifest<'_>, p: &Policy) -> anyhow::Error {
+    match e {
+        PolicyError::WrongVendor => anyhow::anyhow!(
+            "a device refuses it: the manifest is for vendor {}, the device is vendor {}",
+            m.vendor_id,
+            p.vendor_id
+        ),
+        PolicyError::WrongClass => anyhow::anyhow!(
+            "a device refuses it: the manifest is for class {}, the device's class is {}",
+            m.class_id,
+            p.class_id
+        ),
+        PolicyError::Rollback { installed, found } => anyhow::anyhow!(
+            "a device refuses it as a rollback or replay: sequence {found} is not above the installed {installed} (sign it with --sequence {})",
+            installed.saturating_add(1)
+        ),
+        PolicyError::TooLarge { size, max } => {
+            anyhow::anyhow!("a device refuses it: the image is {size} bytes, the slot holds {max}")
+        }
+        PolicyError::Expired(at) => anyhow::anyhow!(
+            "a device refuses it: the manifest expired at {} ({at}), the device's time is {}",
+            rfc3339(at),
+            p.now.map(rfc3339).unwrap_or_default()
+        ),
+    }
 }
 
 /// What a manifest says besides its sequence number and image: shared by `updraft manifest sign`
@@ -122,7 +239,8 @@ impl ManifestCommand {
                 keys,
                 envelope,
                 image,
-            } => run_verify(&keys, &envelope, image.as_deref()),
+                device,
+            } => run_verify(&keys, &envelope, image.as_deref(), &device),
             ManifestCommand::Inspect {
                 envelope,
                 json,
@@ -136,13 +254,13 @@ fn parse_uuid(s: &str, what: &str) -> Result<Uuid> {
     Uuid::parse_str(s).with_context(|| format!("--{what} {s:?}"))
 }
 
-/// Unix seconds, or an RFC 3339 time.
-fn parse_time(s: &str) -> Result<u64> {
+/// Unix seconds, or an RFC 3339 time (`flag` names the option in errors).
+fn parse_time(s: &str, flag: &str) -> Result<u64> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(secs);
     }
     let t = humantime::parse_rfc3339_weak(s).with_context(|| {
-        format!("--expires {s:?}: expected RFC 3339 (2027-01-31T00:00:00Z) or Unix seconds")
+        format!("--{flag} {s:?}: expected RFC 3339 (2027-01-31T00:00:00Z) or Unix seconds")
     })?;
     Ok(t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -236,7 +354,11 @@ pub fn sign_image(
         uri: a.uri.clone(),
         version: Some(a.version.clone()),
         precursor_digest,
-        expires_at: a.expires.as_deref().map(parse_time).transpose()?,
+        expires_at: a
+            .expires
+            .as_deref()
+            .map(|t| parse_time(t, "expires"))
+            .transpose()?,
     };
     spec.validate()
         .context("the manifest would not be accepted by devices")?;
@@ -293,7 +415,13 @@ fn explain(e: Error, keys: &[PublicKey]) -> anyhow::Error {
     }
 }
 
-fn run_verify(key_paths: &[PathBuf], envelope_path: &Path, image: Option<&Path>) -> Result<()> {
+fn run_verify(
+    key_paths: &[PathBuf],
+    envelope_path: &Path,
+    image: Option<&Path>,
+    device: &DevicePolicyArgs,
+) -> Result<()> {
+    let policy = device.policy()?;
     let keys = load_public_keys(key_paths)?;
     let bytes = read_file(envelope_path)?;
     let v = verify(&bytes, &keys)
@@ -334,6 +462,39 @@ fn run_verify(key_paths: &[PathBuf], envelope_path: &Path, image: Option<&Path>)
             "{}: image OK ({size} bytes, sha256 {})",
             image.display(),
             hex::encode(digest)
+        );
+    }
+    if let Some(p) = policy {
+        let m = &v.manifest;
+        // The device core's own check (vendor, class, anti-rollback, size, expiry).
+        m.check_policy(&p)
+            .map_err(|e| explain_policy(e, m, &p))
+            .with_context(|| format!("{} refused by the device policy", envelope_path.display()))?;
+        // The core also refuses delta images (it installs whole images only).
+        if m.precursor_digest.is_some() {
+            bail!(
+                "{} refused by the device policy: a device refuses it: it is a delta image (it names a precursor), and the device core installs whole images only",
+                envelope_path.display()
+            );
+        }
+        let expiry = match (m.expires_at, p.now) {
+            (Some(at), Some(_)) => format!("expires {} (checked)", rfc3339(at)),
+            (Some(at), None) => format!("expires {} (not checked: no --now)", rfc3339(at)),
+            (None, _) => "never expires".to_owned(),
+        };
+        println!(
+            "{}: device policy OK (vendor {}, class {}, sequence {} above installed {}, {} bytes{}, {expiry})",
+            envelope_path.display(),
+            p.vendor_id,
+            p.class_id,
+            m.sequence,
+            p.installed_sequence,
+            m.image_size,
+            if p.max_image_size == u64::MAX {
+                String::new()
+            } else {
+                format!(" within a {}-byte slot", p.max_image_size)
+            },
         );
     }
     Ok(())
@@ -461,9 +622,13 @@ mod tests {
 
     #[test]
     fn expiry_accepts_unix_seconds_and_rfc3339() {
-        assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000);
-        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000);
-        assert!(parse_time("next tuesday").is_err());
+        assert_eq!(parse_time("1700000000", "now").unwrap(), 1_700_000_000);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z", "now").unwrap(),
+            1_700_000_000
+        );
+        let err = parse_time("next tuesday", "now").unwrap_err();
+        assert!(format!("{err:#}").contains("--now"), "{err:#}");
     }
 
     #[test]
