@@ -76,7 +76,8 @@ async fn authorize(
     tenant: &str,
     controller_id: &str,
 ) -> Result<Device, ApiError> {
-    if tenant != state.config.tenant {
+    // hawkBit compares tenants case-insensitively (swupdate's examples use `default`).
+    if !tenant.eq_ignore_ascii_case(&state.config.tenant) {
         return Err(ApiError::not_found("tenant"));
     }
     let value = headers
@@ -119,7 +120,8 @@ fn base_url(state: &AppState, headers: &HeaderMap, device: &Device) -> String {
 }
 
 fn sleep_string(d: std::time::Duration) -> String {
-    let s = d.as_secs();
+    // DDI clients parse `HH:MM:SS`: never past 23:59:59.
+    let s = d.as_secs().min(86_399);
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
@@ -292,8 +294,9 @@ struct FeedbackStatus {
     result: FeedbackResult,
     #[serde(default)]
     code: Option<i64>,
+    /// Absent, `null` or a list.
     #[serde(default)]
-    details: Vec<String>,
+    details: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -320,15 +323,10 @@ enum Finished {
 #[derive(Deserialize)]
 struct FeedbackResult {
     finished: Finished,
+    /// Any shape, as hawkBit does not check it: `{"cnt": N, "of": M}`, `{"percentage": N}`,
+    /// `{}`, `cnt` without `of`; a percentage is taken where one can be read.
     #[serde(default)]
-    progress: Option<Progress>,
-}
-
-#[derive(Deserialize)]
-struct Progress {
-    cnt: u64,
-    #[serde(default)]
-    of: Option<u64>,
+    progress: Option<Value>,
 }
 
 impl Feedback {
@@ -350,7 +348,12 @@ impl Feedback {
 
     /// `code N: details`, as the device sent them (the fleet layer bounds the length).
     fn message(&self) -> Option<String> {
-        let details = self.status.details.join("; ");
+        let details = self
+            .status
+            .details
+            .as_deref()
+            .unwrap_or_default()
+            .join("; ");
         match (self.status.code, details.is_empty()) {
             (Some(code), true) => Some(format!("code {code}")),
             (Some(code), false) => Some(format!("code {code}: {details}")),
@@ -361,21 +364,23 @@ impl Feedback {
 
     fn percent(&self) -> Option<u8> {
         let p = self.status.result.progress.as_ref()?;
-        let of = p.of.filter(|&of| of > 0)?;
-        Some(u8::try_from(p.cnt.min(of).saturating_mul(100) / of).unwrap_or(100))
+        if let Some(pct) = p.get("percentage").and_then(Value::as_f64) {
+            return (pct.is_finite() && pct >= 0.0).then(|| pct.min(100.0) as u8);
+        }
+        let cnt = p.get("cnt").and_then(Value::as_u64)?;
+        let of = p.get("of").and_then(Value::as_u64).filter(|&of| of > 0)?;
+        Some(u8::try_from(cnt.min(of).saturating_mul(100) / of).unwrap_or(100))
     }
 
     /// The protocol-neutral report a deployment feedback carries.
     fn report(&self) -> Result<DeviceReport, ApiError> {
+        // As hawkBit reads it: `closed` ends the action (`none` counts as success); a failure
+        // reported on a step that is not `closed` keeps the action running.
         Ok(match (self.status.execution, self.status.result.finished) {
-            (Execution::Closed, Finished::Success) => DeviceReport::Succeeded,
-            (Execution::Closed, Finished::None) => {
-                return Err(ApiError::bad_request(
-                    "bad_feedback",
-                    "`closed` needs `finished` success or failure",
-                ));
+            (Execution::Closed, Finished::Success | Finished::None) => DeviceReport::Succeeded,
+            (Execution::Closed, Finished::Failure) => {
+                DeviceReport::Failed(FailureKind::Unspecified)
             }
-            (_, Finished::Failure) => DeviceReport::Failed(FailureKind::Unspecified),
             (Execution::Rejected, _) => DeviceReport::Rejected,
             (Execution::Canceled, _) => DeviceReport::Cancelled,
             (Execution::Scheduled, _) => DeviceReport::Deferred,
@@ -409,13 +414,33 @@ async fn deployment_feedback(
     Json(feedback): Json<Feedback>,
 ) -> Result<StatusCode, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    feedback.check_id(action_id)?;
-    let report = feedback.report()?;
-    state
-        .fleet
-        .report(&device, action_id, report, feedback.message())
-        .await?;
-    Ok(StatusCode::OK)
+    let result = async {
+        feedback.check_id(action_id)?;
+        let report = feedback.report()?;
+        state
+            .fleet
+            .report(&device, action_id, report, feedback.message())
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    refused_logged(&device, action_id, result)
+}
+
+/// Every refused report is logged with its reason: a device that looks stuck can be explained
+/// from the server log.
+fn refused_logged(
+    device: &Device,
+    action_id: i64,
+    result: Result<(), ApiError>,
+) -> Result<StatusCode, ApiError> {
+    match result {
+        Ok(()) => Ok(StatusCode::OK),
+        Err(e) => {
+            tracing::warn!(device = %device.controller_id, action = action_id, status = e.status.as_u16(), code = e.code, reason = %e.message, "feedback refused");
+            Err(e)
+        }
+    }
 }
 
 async fn cancel_action(
@@ -444,23 +469,27 @@ async fn cancel_feedback(
     Json(feedback): Json<Feedback>,
 ) -> Result<StatusCode, ApiError> {
     let device = authorize(&state, &headers, &tenant, &controller_id).await?;
-    feedback.check_id(action_id)?;
-    let Some(report) = feedback.cancel_report() else {
-        // An interim answer: check it is about a cancel that exists, record nothing.
-        let action = state.fleet.own_action(&device, action_id).await?;
-        if !action.active {
-            return Err(FleetError::Closed.into());
-        }
-        if action.status != ActionStatus::Canceling {
-            return Err(FleetError::NoCancelPending.into());
-        }
-        return Ok(StatusCode::OK);
-    };
-    state
-        .fleet
-        .report(&device, action_id, report, feedback.message())
-        .await?;
-    Ok(StatusCode::OK)
+    let result = async {
+        feedback.check_id(action_id)?;
+        let Some(report) = feedback.cancel_report() else {
+            // An interim answer: check it is about a cancel that exists, record nothing.
+            let action = state.fleet.own_action(&device, action_id).await?;
+            if !action.active {
+                return Err(FleetError::Closed.into());
+            }
+            if action.status != ActionStatus::Canceling {
+                return Err(FleetError::NoCancelPending.into());
+            }
+            return Ok(());
+        };
+        state
+            .fleet
+            .report(&device, action_id, report, feedback.message())
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    refused_logged(&device, action_id, result)
 }
 
 #[derive(Deserialize)]
@@ -652,6 +681,17 @@ async fn artifact(
     head.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
+    );
+    // The name is a safe name (checked at upload), so it needs no quoting beyond the quotes.
+    head.insert(
+        header::CONTENT_DISPOSITION,
+        header_value(&format!("attachment; filename=\"{name}\""))?,
+    );
+    let modified = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(release.created_at).unwrap_or(0));
+    head.insert(
+        header::LAST_MODIFIED,
+        header_value(&httpdate::fmt_http_date(modified))?,
     );
     if status == StatusCode::RANGE_NOT_SATISFIABLE {
         head.remove(header::CONTENT_TYPE);

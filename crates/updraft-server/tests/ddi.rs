@@ -625,3 +625,77 @@ async fn swupdate_style_feedback_with_numeric_id_and_compact_time_is_accepted() 
     let (_, rollout) = s.get(&format!("/deployments/{}", a["rollout_id"])).await;
     assert_eq!(rollout["failed"], 1);
 }
+
+/// Feedback read as hawkBit reads it: `progress` in any shape, `details: null`, no `id`,
+/// `closed` + `none` as success, a failure on a step that is not `closed` keeps the action
+/// running; the tenant in any case; artifacts carry Content-Disposition and Last-Modified.
+#[tokio::test]
+async fn feedback_and_artifacts_as_hawkbit_clients_expect() {
+    let s = TestServer::start(None).await;
+    let token = s.device("lenient-1", &[]).await;
+    s.seed_release("2.0.0", &image(1000)).await;
+    let actions = s.deploy("2.0.0", &["lenient-1"]).await;
+    let id = actions[0];
+    let post = |body: Value, tenant: &'static str| {
+        let s = &s;
+        let token = token.clone();
+        async move {
+            s.client
+                .post(format!(
+                    "{}/{tenant}/controller/v1/lenient-1/deploymentBase/{id}/feedback",
+                    s.url
+                ))
+                .header("authorization", format!("TargetToken {token}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Each shape of `progress` is accepted; a percentage is taken where there is one.
+    for (progress, want) in [
+        (json!({}), Value::Null),
+        (json!({"cnt": 3}), Value::Null),
+        (json!({"percentage": 42}), json!(42)),
+        (json!({"cnt": 1, "of": 4}), json!(25)),
+    ] {
+        let body = json!({"status": {"execution": "proceeding", "result": {"finished": "none", "progress": progress}, "details": null}});
+        assert_eq!(post(body, "default").await, 200, "{progress}");
+        let a = action(&s, id).await;
+        assert_eq!(a["status"], "downloading");
+        assert_eq!(a["progress"], want, "{progress}");
+    }
+    // A failure on a step that is not `closed` keeps the action running.
+    let body = json!({"status": {"execution": "proceeding", "result": {"finished": "failure"}, "details": ["retrying"]}});
+    assert_eq!(post(body, "DeFaUlT").await, 200);
+    let a = action(&s, id).await;
+    assert_eq!(a["active"], true);
+    assert_ne!(a["status"], "failed");
+
+    // Artifacts name themselves and their age.
+    let r = s
+        .client
+        .get(s.ddi("lenient-1", "/softwaremodules/1/artifacts/fw-2.0.0.bin"))
+        .header("authorization", format!("TargetToken {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"fw-2.0.0.bin\""
+    );
+    assert!(
+        r.headers()["last-modified"]
+            .to_str()
+            .unwrap()
+            .ends_with(" GMT")
+    );
+
+    // `closed` with `none` is success.
+    let body = json!({"status": {"execution": "closed", "result": {"finished": "none"}}});
+    assert_eq!(post(body, "default").await, 200);
+    assert_eq!(action(&s, id).await["status"], "succeeded");
+}
