@@ -32,9 +32,9 @@
 //!   (`UPDRAFT_FFI_WRITE_SIZE`, `UPDRAFT_FFI_ERASE_SIZE`; 4 and 4096 by default), because the
 //!   core lays records and sector erases out with them as constants; `updraft_start` refuses a
 //!   flash whose geometry differs (`UPDRAFT_ERR_GEOMETRY`).
-//! * `updraft_start` gets the core from `UpdateCore::start` by value and moves it into `dev`, so
-//!   its stack may hold one more copy of the core's state (about 5.8 KB) for the duration of
-//!   the call; the stack peak of the C path has not been measured.
+//! * `updraft_start` builds the core in place in `dev` (`UpdateCore::start_in`), so no copy of
+//!   the core's state (about 5.8 KB) passes over the C caller's stack; the stack peak of the C
+//!   path has not been measured.
 //! * The library is not reentrant for one `UpdraftDevice`: one thread (or the main loop) drives
 //!   it; several devices in one program are independent.
 #![no_std]
@@ -630,8 +630,13 @@ pub unsafe extern "C" fn updraft_start(
         protocols: Protocols(config.protocols),
         auto_execute: config.auto_execute != 0,
     };
-    let core = match UpdateCore::start(&mut cflash, core_config, time(now)) {
-        Ok(core) => core,
+    // Built in place in `dev` (no copy of the core on this stack); only the `core` field is
+    // borrowed, and only until the start returns.
+    // SAFETY: `dev` is valid and aligned (contract and asserts); the field is disjoint from
+    // the keys borrowed above.
+    let place = unsafe { &mut *addr_of_mut!((*d).core) };
+    match UpdateCore::start_in(place, &mut cflash, core_config, time(now)) {
+        Ok(_) => {}
         Err(StartError::Layout(_)) => return UPDRAFT_ERR_LAYOUT,
         Err(StartError::BlockSize) => return UPDRAFT_ERR_BLOCK_SIZE,
         Err(StartError::Flash(_)) => return UPDRAFT_ERR_FLASH,
@@ -639,7 +644,6 @@ pub unsafe extern "C" fn updraft_start(
     };
     // SAFETY: disjoint fields of `dev`, written before the magic marks it started.
     unsafe {
-        (*addr_of_mut!((*d).core)).write(core);
         addr_of_mut!((*d).flash).write(cflash);
         addr_of_mut!((*d).magic).write(MAGIC);
     }
