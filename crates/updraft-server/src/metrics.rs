@@ -280,6 +280,53 @@ pub async fn render(state: &AppState) -> Result<String, crate::store::StoreError
             );
         }
     }
+    family(
+        &mut out,
+        "updraft_campaign_devices",
+        "gauge",
+        "Devices of each of the newest campaigns, by where they are (from the campaign's counters).",
+    );
+    family(
+        &mut out,
+        "updraft_campaign_phase",
+        "gauge",
+        "The highest phase each of the newest campaigns has started (0: none), labelled by status.",
+    );
+    let campaigns = match state.fleet.campaigns(None, ROLLOUTS_SHOWN).await {
+        Ok(c) => c,
+        Err(crate::fleet::FleetError::Store(e)) => return Err(e),
+        Err(_) => return Err(crate::store::StoreError::Corrupt("campaigns.state")),
+    };
+    for c in campaigns {
+        let t = &c.summary.totals;
+        for (state, n) in [
+            ("members", c.summary.members),
+            ("queued", c.summary.queued),
+            ("active", t.active),
+            ("retry_wait", t.retry_wait),
+            ("canceling", t.canceling),
+            ("succeeded", t.succeeded),
+            ("failed", t.failed),
+            ("rejected", t.rejected),
+            ("timed_out", t.timed_out),
+            ("cancelled", t.cancelled),
+            ("skipped", c.summary.skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "updraft_campaign_devices{{campaign=\"{}\",release=\"{}\",state=\"{state}\"}} {n}",
+                c.id,
+                label(&c.release)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "updraft_campaign_phase{{campaign=\"{}\",status=\"{}\"}} {}",
+            c.id,
+            c.summary.status.as_str(),
+            c.summary.phase
+        );
+    }
     Ok(out)
 }
 

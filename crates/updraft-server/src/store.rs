@@ -1133,7 +1133,7 @@ pub enum ConfigMode {
 
 mod campaigns;
 mod deploy;
-pub use campaigns::{CampaignEvent, CampaignLogEntry, CampaignRow, MemberQuery};
+pub use campaigns::{CampaignEvent, CampaignLogEntry, CampaignRow, DeviceMatch, MemberQuery};
 pub(crate) use campaigns::{
     load_members, load_members_of, log as campaign_log_entry, save_campaign, save_members,
     take_events,

@@ -265,6 +265,32 @@ async fn phases_threshold_pause_abort(s: TestServer) {
     assert_eq!(totals["cancelled"], 3, "{c:#}");
     assert_eq!(totals["canceling"], 1, "{c:#}");
     assert_eq!(c["deployment"]["cancelled"], 3);
+
+    // /metrics shows the campaign's progress from the same counters.
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        format!(
+            "updraft_campaign_devices{{campaign=\"{id}\",release=\"2.0.0\",state=\"succeeded\"}} 4"
+        ),
+        format!(
+            "updraft_campaign_devices{{campaign=\"{id}\",release=\"2.0.0\",state=\"cancelled\"}} 3"
+        ),
+        format!(
+            "updraft_campaign_devices{{campaign=\"{id}\",release=\"2.0.0\",state=\"failed\"}} 2"
+        ),
+        format!("updraft_campaign_phase{{campaign=\"{id}\",status=\"aborted\"}} 2"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
 }
 
 async fn wait_until_offered(s: &TestServer, devs: &[Dev], n: usize) -> HashMap<String, i64> {

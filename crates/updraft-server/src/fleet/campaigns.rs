@@ -30,9 +30,23 @@ pub struct Target {
     /// Devices on this version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+    /// Devices whose current version is a release of this class (the manifest's class id,
+    /// a UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<String>,
     /// These devices (controller ids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
+}
+
+impl Target {
+    fn filter(&self) -> store::DeviceMatch<'_> {
+        store::DeviceMatch {
+            tag: self.tag.as_deref(),
+            current_version: self.current_version.as_deref(),
+            class_id: self.class_id.as_deref(),
+        }
+    }
 }
 
 /// A campaign to create.
@@ -131,7 +145,13 @@ struct Run {
 
 impl Fleet {
     /// Create a draft campaign: its rollout, and one member row per targeted device.
-    pub async fn create_campaign(&self, req: NewCampaign) -> Result<i64> {
+    pub async fn create_campaign(&self, mut req: NewCampaign) -> Result<i64> {
+        if let Some(c) = &req.target.class_id {
+            let parsed = updraft_manifest::Uuid::parse_str(c)
+                .map_err(|_| FleetError::Invalid(format!("class_id {c:?} is not a UUID")))?;
+            // Release rows hold it hyphenated and lower case: compare in that form.
+            req.target.class_id = Some(parsed.to_string());
+        }
         req.policy
             .validate()
             .map_err(|e| FleetError::Invalid(e.to_string()))?;
@@ -141,8 +161,9 @@ impl Fleet {
             .await?
             .ok_or(FleetError::NotFound("release"))?;
         let t = &req.target;
-        let devices = match (&t.devices, &t.tag, &t.current_version) {
-            (Some(list), None, None) if !list.is_empty() && list.len() <= 100_000 => {
+        let filtered = t.tag.is_some() || t.current_version.is_some() || t.class_id.is_some();
+        let devices = match (&t.devices, filtered) {
+            (Some(list), false) if !list.is_empty() && list.len() <= 100_000 => {
                 if req.policy.dynamic {
                     return Err(FleetError::Invalid(
                         "a dynamic campaign targets a tag or a version, not a device list".into(),
@@ -156,14 +177,10 @@ impl Fleet {
                 ids.sort_unstable();
                 ids
             }
-            (None, tag, version) if tag.is_some() || version.is_some() => {
-                self.store
-                    .matching_devices(tag.as_deref(), version.as_deref())
-                    .await?
-            }
+            (None, true) => self.store.matching_devices(&t.filter()).await?,
             _ => {
                 return Err(FleetError::Invalid(
-                    "the target is `devices` (1 to 100000 controller ids), or `tag` and/or `current_version`"
+                    "the target is `devices` (1 to 100000 controller ids), or any of `tag`, `current_version`, `class_id`"
                         .into(),
                 ));
             }
@@ -447,13 +464,7 @@ impl Fleet {
             let target: Target = serde_json::from_str(&run.row.target).map_err(corrupt)?;
             let joined = self
                 .store
-                .new_matches(
-                    &mut tx,
-                    id,
-                    target.tag.as_deref(),
-                    target.current_version.as_deref(),
-                    MAX_BATCH as i64,
-                )
+                .new_matches(&mut tx, id, &target.filter(), MAX_BATCH as i64)
                 .await?;
             more |= joined.len() == MAX_BATCH;
             for d in joined {

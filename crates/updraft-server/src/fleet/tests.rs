@@ -282,3 +282,84 @@ async fn artifacts_open_only_for_an_assigned_release() {
     })
     .await;
 }
+
+/// A campaign can target the devices whose current version is a release of a class.
+#[tokio::test]
+async fn a_campaign_targets_a_class_through_the_devices_current_release() {
+    on_each_backend("fleet_class_target", |store| async move {
+        let fleet = Fleet::new(store.clone(), tokens::hash("gateway").into());
+        let key = store.add_key("k", "ed25519", "fp", "pem").await.unwrap();
+        let class_a = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+        let class_b = "6ba7b811-9dad-11d1-80b4-00c04fd430c8";
+        for (version, seq, class) in [
+            ("1.0.0", 1, class_a),
+            ("2.0.0", 2, class_b),
+            ("3.0.0", 3, class_a),
+        ] {
+            store
+                .create_release(&NewRelease {
+                    version: version.into(),
+                    sequence: seq,
+                    manifest_digest: format!("d-{version}"),
+                    filename: "fw.bin".into(),
+                    image_size: 3,
+                    image_sha256: "aa".into(),
+                    image_sha1: "bb".into(),
+                    image_md5: "cc".into(),
+                    blob_key: "sha256/aa".into(),
+                    envelope: vec![1],
+                    key_id: key.id,
+                    vendor_id: None,
+                    class_id: Some(class.into()),
+                })
+                .await
+                .unwrap();
+        }
+        for (id, version) in [("a1", Some("1.0.0")), ("b2", Some("2.0.0")), ("none", None)] {
+            let d = store
+                .create_device(id, "", &format!("h-{id}"), &[])
+                .await
+                .unwrap();
+            if let Some(v) = version {
+                store
+                    .update_config_data(
+                        d.id,
+                        crate::store::ConfigMode::Merge,
+                        &[(crate::store::INSTALLED_VERSION_KEY.into(), v.into())],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let new = |class: &str| campaigns::NewCampaign {
+            name: None,
+            release: "3.0.0".into(),
+            target: campaigns::Target {
+                class_id: Some(class.into()),
+                ..Default::default()
+            },
+            policy: crate::campaign::Policy::immediate(),
+        };
+        // Given in upper case, compared as stored.
+        let id = fleet
+            .create_campaign(new(&class_a.to_uppercase()))
+            .await
+            .unwrap();
+        let c = fleet.campaign(id).await.unwrap();
+        assert_eq!(c.summary.members, 1);
+        assert_eq!(c.target.class_id.as_deref(), Some(class_a));
+        assert!(matches!(
+            fleet.create_campaign(new("not-a-uuid")).await,
+            Err(FleetError::Invalid(_))
+        ));
+        // No device runs a release of an unknown class: refused, nothing created.
+        assert!(matches!(
+            fleet
+                .create_campaign(new("00000000-0000-0000-0000-000000000000"))
+                .await,
+            Err(FleetError::Invalid(_))
+        ));
+        assert_eq!(fleet.campaigns(None, 10).await.unwrap().len(), 1);
+    })
+    .await;
+}

@@ -60,6 +60,23 @@ pub struct CampaignLogEntry {
     pub what: String,
 }
 
+/// A filter over the registry (each part optional, all given parts must match).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceMatch<'a> {
+    /// Devices with this tag.
+    pub tag: Option<&'a str>,
+    /// Devices on this version.
+    pub current_version: Option<&'a str>,
+    /// Devices whose current version is a release of this class (hyphenated UUID).
+    pub class_id: Option<&'a str>,
+}
+
+/// [`DeviceMatch`] as SQL over `devices d`, with its parts bound as `$1`, `$2`, `$3`.
+const MATCH: &str = "d.deleted_at IS NULL \
+    AND ($1 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = $1)) \
+    AND ($2 IS NULL OR d.current_version = $2) \
+    AND ($3 IS NULL OR EXISTS (SELECT 1 FROM releases r WHERE r.version = d.current_version AND r.class_id = $3))";
+
 /// Which member rows to load.
 #[derive(Clone, Copy, Debug)]
 pub enum MemberQuery {
@@ -492,19 +509,17 @@ impl Store {
         &self,
         tx: &mut Transaction<'_, Any>,
         campaign_id: i64,
-        tag: Option<&str>,
-        current_version: Option<&str>,
+        filter: &DeviceMatch<'_>,
         limit: i64,
     ) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
-            "SELECT d.id FROM devices d WHERE d.deleted_at IS NULL \
-             AND ($1 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = $1)) \
-             AND ($2 IS NULL OR d.current_version = $2) \
-             AND NOT EXISTS (SELECT 1 FROM campaign_members m WHERE m.campaign_id = $3 AND m.device_id = d.id) \
-             ORDER BY d.id LIMIT $4",
-        )
-        .bind(tag)
-        .bind(current_version)
+        let rows = sqlx::query(&format!(
+            "SELECT d.id FROM devices d WHERE {MATCH} \
+             AND NOT EXISTS (SELECT 1 FROM campaign_members m WHERE m.campaign_id = $4 AND m.device_id = d.id) \
+             ORDER BY d.id LIMIT $5"
+        ))
+        .bind(filter.tag)
+        .bind(filter.current_version)
+        .bind(filter.class_id)
         .bind(campaign_id)
         .bind(limit)
         .fetch_all(&mut **tx)
@@ -515,18 +530,13 @@ impl Store {
     }
 
     /// Internal ids of the devices matching a target (tag and/or current version), id order.
-    pub async fn matching_devices(
-        &self,
-        tag: Option<&str>,
-        current_version: Option<&str>,
-    ) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
-            "SELECT d.id FROM devices d WHERE d.deleted_at IS NULL \
-             AND ($1 IS NULL OR EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = $1)) \
-             AND ($2 IS NULL OR d.current_version = $2) ORDER BY d.id",
-        )
-        .bind(tag)
-        .bind(current_version)
+    pub async fn matching_devices(&self, filter: &DeviceMatch<'_>) -> Result<Vec<i64>> {
+        let rows = sqlx::query(&format!(
+            "SELECT d.id FROM devices d WHERE {MATCH} ORDER BY d.id"
+        ))
+        .bind(filter.tag)
+        .bind(filter.current_version)
+        .bind(filter.class_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -46,11 +46,14 @@ pub struct CreateArgs {
     #[arg(long)]
     release: String,
     /// Target the devices with this tag.
-    #[arg(long, required_unless_present_any = ["devices", "current_version"])]
+    #[arg(long, required_unless_present_any = ["devices", "current_version", "class_id"])]
     tag: Option<String>,
     /// Target these devices (repeat for several).
-    #[arg(long = "device", conflicts_with_all = ["tag", "current_version"])]
+    #[arg(long = "device", conflicts_with_all = ["tag", "current_version", "class_id"])]
     devices: Vec<String>,
+    /// Target the devices whose current version is a release of this class (a UUID).
+    #[arg(long)]
+    class_id: Option<String>,
     /// Target the devices on this version (with `--tag`: both must match).
     #[arg(long)]
     current_version: Option<String>,
@@ -206,6 +209,9 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = &a.current_version {
         target.insert("current_version".into(), json!(v));
+    }
+    if let Some(c) = &a.class_id {
+        target.insert("class_id".into(), json!(c));
     }
     if !a.devices.is_empty() {
         target.insert("devices".into(), json!(a.devices));
