@@ -50,7 +50,13 @@ const BLOCK_ATTEMPTS: u32 = 3;
 
 /// The core's layout for a config.
 pub fn layout(config: &AgentConfig) -> Layout {
-    Layout::packed(config.slot_size, SECTOR)
+    // The file flash is NOR-honest (`old & new`, no ECC words): a half-written block may be
+    // written again, so a resume continues at the durable offset instead of rewinding to the
+    // start of its sector (at most one block downloaded again after a kill).
+    Layout {
+        multiwrite: true,
+        ..Layout::packed(config.slot_size, SECTOR)
+    }
 }
 
 /// Open the file flash of a config.
