@@ -1,41 +1,12 @@
 //! The admin subcommands (`devices`, `release`, `deploy`, `status`) through the real binary
 //! against a real `updraft serve`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
-struct Served {
-    child: Child,
-    addr: String,
-    data: PathBuf,
-}
+use common::{Served, serve};
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Served {
-    let data = dir.join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_updraft"))
-        .args(["serve", "--http", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
-    // Keep draining the banner so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr, data }
-}
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// An admin command with `--json` (what scripts use).
 fn updraft(s: &Served, args: &[&str]) -> Output {

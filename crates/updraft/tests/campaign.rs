@@ -1,43 +1,18 @@
 //! `updraft campaign` through the real binary against a real `updraft serve`, with devices
 //! driven over DDI: phases, approval, status (with `--watch`), pause, resume and abort.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::Served;
+
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-struct Served {
-    child: Child,
-    addr: String,
-    data: PathBuf,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(dir: &Path) -> Served {
-    let data = dir.join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_updraft"))
-        .args(["serve", "--http", "127.0.0.1:0", "--campaign-tick-ms", "50"])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.rsplit("http://").next().unwrap().trim().to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr, data }
+    common::serve_with(dir, &["--campaign-tick-ms", "50"])
 }
 
 fn run(s: &Served, args: &[&str]) -> Output {
