@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 command -v arm-none-eabi-gcc >/dev/null || { echo "arm-none-eabi-gcc missing: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi" >&2; exit 1; }
 
-out=target/c-device
+target_dir=${CARGO_TARGET_DIR:-target}
+out=$target_dir/c-device
 mkdir -p "$out"
 # The library's flash geometry must be the C flash driver's (mcu_main.c): 4-byte words, 16 KiB sectors.
 export UPDRAFT_FFI_WRITE_SIZE=4 UPDRAFT_FFI_ERASE_SIZE=16384
@@ -36,7 +37,7 @@ for algo in ed25519 es256; do
   define=""; [ "$algo" = es256 ] && define=-DUPDRAFT_EXAMPLE_ES256
   arm-none-eabi-gcc "${cflags[@]}" $define "${ldflags[@]}" \
     examples/c-device/mcu_startup.c examples/c-device/mcu_main.c examples/c-device/example.c \
-    target/thumbv7em-none-eabihf/release/libupdraft_device_ffi.a -o "$out/c-device-$algo.elf"
+    "$target_dir"/thumbv7em-none-eabihf/release/libupdraft_device_ffi.a -o "$out/c-device-$algo.elf"
 done
 [ "${1:-}" = --build-only ] && { echo "built $out/c-device-{ed25519,es256}.elf"; exit 0; }
 
@@ -47,7 +48,8 @@ printf '  %-26s %8s %8s %8s %12s\n' program .text .rodata flash "static RAM"
 for algo in ed25519 es256; do
   row "C API ($algo)" "$out/c-device-$algo.elf" .isr_vector
   (cd examples/firmware-thumbv7em && cargo build -q --release --no-default-features --features "$algo")
-  row "Rust firmware ($algo)" examples/firmware-thumbv7em/target/thumbv7em-none-eabihf/release/firmware-thumbv7em .vector_table
+  fw_target=${CARGO_TARGET_DIR:-examples/firmware-thumbv7em/target}
+  row "Rust firmware ($algo)" "$fw_target"/thumbv7em-none-eabihf/release/firmware-thumbv7em .vector_table
 done
 echo "arm-none-eabi-size:"
 arm-none-eabi-size "$out"/c-device-*.elf
