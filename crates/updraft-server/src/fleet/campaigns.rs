@@ -501,13 +501,12 @@ impl Fleet {
         Ok(())
     }
 
-    async fn view(&self, row: CampaignRow, log: bool) -> Result<CampaignView> {
+    fn view(
+        row: CampaignRow,
+        deployment: Rollout,
+        log: Vec<CampaignLogEntry>,
+    ) -> Result<CampaignView> {
         let campaign: Campaign = serde_json::from_str(&row.state).map_err(corrupt)?;
-        let deployment = self
-            .store
-            .rollout(row.rollout_id)
-            .await?
-            .ok_or(FleetError::NotFound("deployment"))?;
         Ok(CampaignView {
             id: row.id,
             name: row.name,
@@ -518,11 +517,7 @@ impl Fleet {
             deployment,
             created_at: row.created_at,
             updated_at: row.updated_at,
-            log: if log {
-                self.store.campaign_log(row.id, 100).await?
-            } else {
-                Vec::new()
-            },
+            log,
         })
     }
 
@@ -533,16 +528,34 @@ impl Fleet {
             .campaign(id)
             .await?
             .ok_or(FleetError::NotFound("campaign"))?;
-        self.view(row, true).await
+        let deployment = self
+            .store
+            .rollout(row.rollout_id)
+            .await?
+            .ok_or(FleetError::NotFound("deployment"))?;
+        let log = self.store.campaign_log(row.id, 100).await?;
+        Self::view(row, deployment, log)
     }
 
-    /// Campaigns, newest first.
+    /// Campaigns, newest first (their deployments read in one query).
     pub async fn campaigns(&self, before: Option<i64>, limit: i64) -> Result<Vec<CampaignView>> {
-        let mut out = Vec::new();
-        for row in self.store.campaigns(before, limit).await? {
-            out.push(self.view(row, false).await?);
-        }
-        Ok(out)
+        let rows = self.store.campaigns(before, limit).await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.rollout_id).collect();
+        let mut rollouts: HashMap<i64, Rollout> = self
+            .store
+            .rollouts_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        rows.into_iter()
+            .map(|row| {
+                let deployment = rollouts
+                    .remove(&row.rollout_id)
+                    .ok_or(FleetError::NotFound("deployment"))?;
+                Self::view(row, deployment, Vec::new())
+            })
+            .collect()
     }
 }
 

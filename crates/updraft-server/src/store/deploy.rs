@@ -394,6 +394,26 @@ impl Store {
         row.map(|r| Self::rollout_from_row(&r)).transpose()
     }
 
+    /// These rollouts, in one query (chunked), in no particular order.
+    pub async fn rollouts_by_ids(&self, ids: &[i64]) -> Result<Vec<Rollout>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "{} WHERE o.id IN ({})",
+                Self::ROLLOUT_SELECT,
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(Self::rollout_from_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Rollouts, newest first, `limit` of them with an id below `before` (if given).
     pub async fn rollouts(&self, before: Option<i64>, limit: i64) -> Result<Vec<Rollout>> {
         let rows = sqlx::query(&format!(
